@@ -1,0 +1,3 @@
+"""datasette-lambda-action: publish CSV/JSON/SQLite data as a Datasette site on AWS Lambda."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from datasette_action.cli import main
+
+main()

@@ -1,0 +1,147 @@
+"""The `datasette-lambda` command line. Commands only wire the stages together.
+
+Human output goes to stderr; `--json` prints one JSON object describing the result on stdout.
+A `UserError` becomes one line, "Error: <file>:<line>: <message>", and exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from datasette_action import __version__
+from datasette_action.build import BuildResult, build
+from datasette_action.config import DEFAULT_CONFIG_NAME, load_config
+from datasette_action.errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            report_error(error, as_json=bool(ctx.meta.get("json")))
+            ctx.exit(1)
+
+
+def report_error(error: UserError, *, as_json: bool) -> None:
+    click.echo(f"Error: {error}", err=True)
+    if as_json:
+        location = error.location
+        click.echo(
+            json.dumps(
+                {
+                    "error": error.message,
+                    "file": str(location.file) if location else None,
+                    "line": location.line if location else None,
+                }
+            )
+        )
+
+
+def common_options(command: F) -> F:
+    command = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON object describing the result on stdout.",
+        callback=lambda ctx, _param, value: ctx.meta.__setitem__("json", value) or value,
+        is_eager=True,
+    )(command)
+    command = click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFAULT_CONFIG_NAME,
+        show_default=True,
+        help="The config file; paths in it are relative to its directory.",
+    )(command)
+    return command
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="datasette-lambda")
+def cli() -> None:
+    """Publish CSV, JSON and SQLite data as a Datasette site on AWS Lambda."""
+
+
+@cli.command(name="build")
+@common_options
+def build_command(config_path: Path, as_json: bool) -> None:
+    """Build the SQLite databases the config describes."""
+    config = load_config(config_path)
+    started = time.perf_counter()
+    result = build(config, log=lambda message: click.echo(message, err=True))
+    elapsed = time.perf_counter() - started
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(describe_build(result, elapsed), err=True)
+    if as_json:
+        click.echo(json.dumps(build_json(result, elapsed), indent=2))
+
+
+def describe_build(result: BuildResult, elapsed: float) -> str:
+    lines = [
+        f"Built {len(result.databases)} database(s) in {result.inspect_data.parent} ({elapsed:.1f} s)"
+    ]
+    for database in result.databases:
+        lines.append(f"  {database.path.name}  {_size(database.size)}  sha256 {database.sha256[:12]}")
+        for table in database.tables:
+            if not table.hidden:
+                lines.append(f"    {table.name:<30} {table.rows:>12,} rows")
+        for view in database.views:
+            lines.append(f"    {view:<30} {'(view)':>17}")
+    return "\n".join(lines)
+
+
+def build_json(result: BuildResult, elapsed: float) -> dict[str, Any]:
+    return {
+        "databases": [
+            {
+                "name": d.name,
+                "path": str(d.path),
+                "size": d.size,
+                "sha256": d.sha256,
+                "tables": [
+                    {
+                        "name": t.name,
+                        "rows": t.rows,
+                        "columns": dict(t.columns),
+                        "hidden": t.hidden,
+                    }
+                    for t in d.tables
+                ],
+                "views": list(d.views),
+            }
+            for d in result.databases
+        ],
+        "inspect_data": str(result.inspect_data),
+        "warnings": list(result.warnings),
+        "seconds": round(elapsed, 3),
+    }
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def main() -> None:
+    cli(prog_name="datasette-lambda")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

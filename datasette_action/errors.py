@@ -1,0 +1,42 @@
+"""The exception hierarchy. Every error a user can cause is a `UserError`: the CLI prints its
+message (no traceback) and exits 1. Anything else escaping is a bug in this tool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a user's file, for messages and (later) GitHub annotations."""
+
+    file: Path
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else str(self.file)
+
+
+class UserError(Exception):
+    """A problem the user can fix. `location` points at the file (and line) to fix, if known."""
+
+    def __init__(self, message: str, location: Location | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ConfigError(UserError):
+    """The config file (or a file it names, such as metadata) is invalid."""
+
+
+class SourceError(UserError):
+    """A data source cannot be read or does not hold what its format promises."""
+
+
+class BuildError(UserError):
+    """The data is readable but cannot become the database the config describes."""
