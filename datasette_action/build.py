@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 from sqlite_utils.db import AlterError
@@ -24,11 +25,12 @@ from sqlite_utils.db import AlterError
 from datasette_action.coltypes import Kind
 from datasette_action.config import Config, DatabaseConfig, TableConfig
 from datasette_action.errors import BuildError, SourceError
-from datasette_action.loader import StagedTable, quote, stage_table
+from datasette_action.loader import StagedTable, StageResult, quote, stage_table
 from datasette_action.sources import SourceFile, find_sources
 
 INSPECT_DATA = "inspect-data.json"
 SQLITE_HEADER = b"SQLite format 3\x00"
+MAX_WORKERS = 4
 PYTHON_TYPES = {Kind.EMPTY: str, Kind.INTEGER: int, Kind.FLOAT: float, Kind.TEXT: str}
 
 Log = Callable[[str], None]
@@ -153,23 +155,24 @@ def _copy_database(db: DatabaseConfig, target: Path) -> None:
 def _build_tables(
     db: DatabaseConfig, sources: dict[str, tuple[SourceFile, ...]], target: Path, warnings: list[str]
 ) -> None:
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    staged = {
+        table.name: stage_table(table, sources[table.name], target.parent, f"{db.name}.{index}", workers)
+        for index, table in enumerate(db.tables)
+    }
     conn = _connect(target)
     try:
-        staged = {}
-        for index, table in enumerate(db.tables):
-            conn.execute("BEGIN")
-            staged[table.name] = stage_table(conn, table, sources[table.name], f"stage_{index}")
-            conn.execute("COMMIT")
         database = sqlite_utils.Database(conn)
         for table in _creation_order(db):
-            _create_table(database, staged[table.name], {t.name: staged[t.name] for t in db.tables})
+            _create_table(database, staged[table.name], staged)
         for table in db.tables:
             _add_search_and_indexes(database, staged[table.name])
-        for table in db.tables:
-            conn.execute(f"DROP TABLE temp.{quote(staged[table.name].stage)}")
         _check_foreign_keys(conn, db, warnings)
     finally:
         conn.close()
+        for staged_table in staged.values():
+            for stage in staged_table.stages:
+                stage.job.database.unlink(missing_ok=True)
 
 
 def _creation_order(db: DatabaseConfig) -> list[TableConfig]:
@@ -218,7 +221,9 @@ def _require_columns(staged: StagedTable, names: tuple[str, ...], key: str) -> N
             )
 
 
-def _create_table(database: sqlite_utils.Database, staged: StagedTable, all_staged: dict[str, StagedTable]) -> None:
+def _create_table(
+    database: sqlite_utils.Database, staged: StagedTable, all_staged: dict[str, StagedTable]
+) -> None:
     table = staged.config
     _require_columns(staged, table.pk, "pk")
     _require_columns(staged, tuple(fk.column for fk in table.foreign_keys), "foreign_keys")
@@ -227,31 +232,24 @@ def _create_table(database: sqlite_utils.Database, staged: StagedTable, all_stag
             _require_columns(all_staged[fk.other_table], (fk.other_column,), "foreign_keys")
     columns = {c.name: PYTHON_TYPES[c.kind] for c in staged.columns}
     pk = _canonical(staged, table.pk)
+    foreign_keys: list[Any] = []
+    for fk in table.foreign_keys:
+        column = _canonical(staged, (fk.column,))[0]
+        if fk.other_column:  # else sqlite-utils points it at the other table's primary key
+            other = _canonical(all_staged[fk.other_table], (fk.other_column,))[0]
+            foreign_keys.append((column, fk.other_table, other))
+        else:
+            foreign_keys.append((column, fk.other_table))
     try:
         database[table.name].create(  # type: ignore[union-attr]
             columns,
             pk=(pk[0] if len(pk) == 1 else pk) if pk else None,
-            foreign_keys=[
-                (
-                    _canonical(staged, (fk.column,))[0],
-                    fk.other_table,
-                    _canonical(all_staged[fk.other_table], (fk.other_column,))[0] if fk.other_column else None,
-                )
-                for fk in table.foreign_keys
-            ]
-            or None,
+            foreign_keys=foreign_keys or None,
         )
     except AlterError as exc:
         raise BuildError(f"foreign_keys: {exc}", table.location("foreign_keys")) from None
-    if pk:
-        _check_primary_key(database.conn, staged, pk)
-    names = ", ".join(quote(c.name) for c in staged.columns)
-    database.conn.execute("BEGIN")
-    database.conn.execute(
-        f"INSERT INTO main.{quote(table.name)} ({names}) SELECT {names}"
-        f" FROM temp.{quote(staged.stage)} ORDER BY rowid"
-    )
-    database.conn.execute("COMMIT")
+    for stage in staged.stages:
+        _copy_stage(database.conn, staged, stage, pk)
 
 
 def _canonical(staged: StagedTable, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -260,37 +258,95 @@ def _canonical(staged: StagedTable, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(by_folded[n.lower()] for n in names)
 
 
-def _check_primary_key(conn: sqlite3.Connection, staged: StagedTable, pk: tuple[str, ...]) -> None:
-    stage = f"temp.{quote(staged.stage)}"
-    missing = conn.execute(
-        f"SELECT rowid FROM {stage} WHERE {' OR '.join(f'{quote(c)} IS NULL' for c in pk)} LIMIT 1"
-    ).fetchone()
+def _copy_stage(
+    conn: sqlite3.Connection, staged: StagedTable, stage: StageResult, pk: tuple[str, ...]
+) -> None:
+    """Append one stage database's rows to the typed table; column affinity converts them."""
+    conn.execute("ATTACH DATABASE ? AS stage", (str(stage.job.database),))
+    try:
+        present = {name.lower(): name for name in stage.columns}
+        if pk:
+            _check_primary_key_present(conn, staged, stage, present, pk)
+        names = [present[c.name.lower()] for c in staged.columns if c.name.lower() in present]
+        values = ", ".join(
+            f"nullif({quote(n)}, '')" if n in staged.empty_is_null else quote(n) for n in names
+        )
+        conn.execute("BEGIN")
+        try:
+            conn.execute(
+                f"INSERT INTO main.{quote(staged.config.name)} ({', '.join(quote(n) for n in names)})"
+                f" SELECT {values} FROM stage.stage ORDER BY rowid"
+            )
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            _report_duplicate_key(conn, staged, stage, pk)
+            raise BuildError(
+                f"table '{staged.config.name}' cannot be filled: {exc}", staged.config.location("pk")
+            ) from None
+        conn.execute("COMMIT")
+    finally:
+        conn.execute("DETACH DATABASE stage")
+
+
+def _stage_row(staged: StagedTable, stage: StageResult, rowid: int) -> int:
+    """The 0-based row across the table's sources of a stage table's rowid."""
+    before = 0
+    for other in staged.stages:
+        if other is stage:
+            return before + rowid - 1
+        before += other.rows
+    raise ValueError(stage)
+
+
+def _check_primary_key_present(
+    conn: sqlite3.Connection,
+    staged: StagedTable,
+    stage: StageResult,
+    present: dict[str, str],
+    pk: tuple[str, ...],
+) -> None:
+    missing_columns = [c for c in pk if c.lower() not in present]
+    if missing_columns:
+        raise SourceError(
+            f"table '{staged.config.name}': primary key column '{missing_columns[0]}' is missing"
+            " from this file",
+            stage.job.part.source.at(1),
+        )
+    test = " OR ".join(f"{quote(present[c.lower()])} IS NULL OR {quote(present[c.lower()])} = ''" for c in pk)
+    missing = conn.execute(f"SELECT rowid FROM stage.stage WHERE {test} ORDER BY rowid LIMIT 1").fetchone()
     if missing:
-        source, line = staged.locate(missing[0] - 1)
+        source, line = staged.locate(_stage_row(staged, stage, missing[0]))
         raise SourceError(
             f"table '{staged.config.name}': a row has no value for primary key"
             f" {', '.join(pk)}; every row needs one",
             source.at(line),
         )
-    columns = ", ".join(quote(c) for c in pk)
-    duplicate = conn.execute(
-        f"SELECT min(rowid), {columns} FROM {stage} GROUP BY {columns} HAVING count(*) > 1"
-        " ORDER BY min(rowid) LIMIT 1"
+
+
+def _report_duplicate_key(
+    conn: sqlite3.Connection, staged: StagedTable, stage: StageResult, pk: tuple[str, ...]
+) -> None:
+    """Raise the error for the first row of `stage` whose key is already taken."""
+    present = {name.lower(): name for name in stage.columns}
+    key_columns = [present[c.lower()] for c in pk]
+    table = f"main.{quote(staged.config.name)}"
+    # Only on this error path: an index makes the search below linear, not quadratic.
+    conn.execute(f"CREATE INDEX stage.duplicate_search ON stage ({', '.join(quote(k) for k in key_columns)})")
+    match = " AND ".join(f"t.{quote(c)} = s.{quote(k)}" for c, k in zip(pk, key_columns))
+    earlier = f"EXISTS (SELECT 1 FROM {table} t WHERE {match})"
+    same = " AND ".join(f"o.{quote(k)} = s.{quote(k)}" for k in key_columns)
+    within = f"EXISTS (SELECT 1 FROM stage.stage o WHERE {same} AND o.rowid < s.rowid)"
+    keys = ", ".join(f"s.{quote(k)}" for k in key_columns)
+    found = conn.execute(
+        f"SELECT s.rowid, {keys} FROM stage.stage s WHERE {earlier} OR {within} ORDER BY s.rowid LIMIT 1"
     ).fetchone()
-    if not duplicate:
-        return
-    first, values = duplicate[0], duplicate[1:]
-    where = " AND ".join(f"{quote(c)} = ?" for c in pk)
-    second = conn.execute(
-        f"SELECT rowid FROM {stage} WHERE {where} AND rowid > ? ORDER BY rowid LIMIT 1",
-        (*values, first),
-    ).fetchone()[0]
-    first_source, first_line = staged.locate(first - 1)
-    source, line = staged.locate(second - 1)
-    key = ", ".join(f"{c} = {v!r}" for c, v in zip(pk, values))
-    seen = f"line {first_line}" if first_source == source else f"{first_source.at(first_line)}"
+    if found is None:
+        return  # not a key clash after all: the caller re-raises SQLite's error
+    source, line = staged.locate(_stage_row(staged, stage, found[0]))
+    key = ", ".join(f"{c} = {v!r}" for c, v in zip(pk, found[1:]))
     raise SourceError(
-        f"duplicate primary key in table '{staged.config.name}': {key} (first seen at {seen})",
+        f"duplicate primary key in table '{staged.config.name}': {key} appears more than once;"
+        " primary keys must be unique",
         source.at(line),
     )
 

@@ -7,7 +7,6 @@ A `UserError` becomes one line, "Error: <file>:<line>: <message>", and exit stat
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,9 +89,7 @@ def build_command(config_path: Path, as_json: bool) -> None:
 
 
 def describe_build(result: BuildResult, elapsed: float) -> str:
-    lines = [
-        f"Built {len(result.databases)} database(s) in {result.inspect_data.parent} ({elapsed:.1f} s)"
-    ]
+    lines = [f"Built {len(result.databases)} database(s) in {result.inspect_data.parent} ({elapsed:.1f} s)"]
     for database in result.databases:
         lines.append(f"  {database.path.name}  {_size(database.size)}  sha256 {database.sha256[:12]}")
         for table in database.tables:
@@ -144,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

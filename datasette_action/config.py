@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from datasette_action.errors import ConfigError, Location
@@ -147,15 +146,13 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"config file not found; create it (see the README) or pass -c PATH",
+            "config file not found; create it (see the README) or pass -c PATH",
             Location(path),
         ) from None
     except IsADirectoryError:
         raise ConfigError("is a directory; pass the config file itself", Location(path)) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"is not UTF-8 text (byte {exc.start}); save it as UTF-8", Location(path)
-        ) from None
+        raise ConfigError(f"is not UTF-8 text (byte {exc.start}); save it as UTF-8", Location(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the config file: {exc.strerror}", Location(path)) from None
     return _Parser(path, load_yaml(text, path)).config()
@@ -185,8 +182,7 @@ class _Parser:
         where = format_path(path) or "the top level"
         if not isinstance(value, dict):
             raise ConfigError(
-                f"{where}: expected a mapping of keys ({', '.join(allowed)}),"
-                f" got {_show(value)}",
+                f"{where}: expected a mapping of keys ({', '.join(allowed)}), got {_show(value)}",
                 self.where(path),
             )
         for key in value:
@@ -194,9 +190,7 @@ class _Parser:
                 inside = f"in {format_path(path)}" if path else "at the top level"
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = (
-                    f"did you mean '{close[0]}'?"
-                    if close
-                    else f"allowed keys: {', '.join(sorted(allowed))}"
+                    f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed))}"
                 )
                 raise ConfigError(f"unknown key '{key}' {inside}; {hint}", self.where((*path, key)))
         for key in required:
@@ -240,8 +234,7 @@ class _Parser:
         if candidate.is_absolute() or ".." in candidate.parts:
             raise self.fail(
                 path,
-                f"'{text}' is outside the config file's directory ({self.root});"
-                " use a path inside it",
+                f"'{text}' is outside the config file's directory ({self.root}); use a path inside it",
             )
         if not glob:
             resolved = (self.root / candidate).resolve()
@@ -283,9 +276,7 @@ class _Parser:
             if not REGION.fullmatch(region):
                 raise self.fail(("region",), f"'{region}' is not an AWS region name such as us-east-1")
         metadata, metadata_file = self.metadata(top.get("metadata"))
-        build_dir = self.root / self.relative_path(
-            top.get("build_dir", ".datasette-lambda"), ("build_dir",)
-        )
+        build_dir = self.root / self.relative_path(top.get("build_dir", ".datasette-lambda"), ("build_dir",))
         return Config(
             path=self.file,
             root=self.root,
@@ -356,9 +347,7 @@ class _Parser:
             if not isinstance(statements, list):
                 raise self.fail(sql_path, f"expected a list of SQL statements, got {_show(statements)}")
             sql = tuple(
-                SqlStep(
-                    self.string(s, (*sql_path, i), "an SQL statement"), self.where((*sql_path, i))
-                )
+                SqlStep(self.string(s, (*sql_path, i), "an SQL statement"), self.where((*sql_path, i)))
                 for i, s in enumerate(statements)
             )
         return DatabaseConfig(name, file, tables, sql, self.where(path))
@@ -386,7 +375,9 @@ class _Parser:
         if "types" in body:
             raw_types = body["types"]
             if not isinstance(raw_types, dict):
-                raise self.fail((*path, "types"), f"expected a mapping of column: type, got {_show(raw_types)}")
+                raise self.fail(
+                    (*path, "types"), f"expected a mapping of column: type, got {_show(raw_types)}"
+                )
             for column, column_type in raw_types.items():
                 types[column] = self.choice(column_type, (*path, "types", column), COLUMN_TYPES)
         fts = self.string_list(body["fts"], (*path, "fts"), "a column name") if "fts" in body else ()
@@ -394,7 +385,10 @@ class _Parser:
         if "indexes" in body:
             raw_indexes = body["indexes"]
             if not isinstance(raw_indexes, list) or not raw_indexes:
-                raise self.fail((*path, "indexes"), f"expected a list of columns or column lists, got {_show(raw_indexes)}")
+                raise self.fail(
+                    (*path, "indexes"),
+                    f"expected a list of columns or column lists, got {_show(raw_indexes)}",
+                )
             indexes = tuple(
                 self.string_list(item, (*path, "indexes", i), "a column name")
                 for i, item in enumerate(raw_indexes)
@@ -418,13 +412,14 @@ class _Parser:
         )
 
     def encoding(self, value: Any, path: KeyPath) -> str:
-        import codecs
-
         text = self.string(value, path, "an encoding name such as utf-8 or latin-1")
         try:
-            codecs.lookup(text)
+            # not codecs.lookup(): it also accepts codecs that are not text encodings (hex, rot13, bz2)
+            "".encode(text)
         except LookupError:
-            raise self.fail(path, f"unknown encoding '{text}'; use a Python codec name such as utf-8, latin-1 or cp1252") from None
+            raise self.fail(
+                path, f"unknown encoding '{text}'; use a Python codec name such as utf-8, latin-1 or cp1252"
+            ) from None
         return text
 
     def foreign_keys(self, value: Any, path: KeyPath) -> tuple[ForeignKey, ...]:
@@ -456,13 +451,8 @@ class _Parser:
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"invalid JSON: {exc.msg}", Location(file, exc.lineno)) from None
         else:
-            try:
-                data = yaml.safe_load(text)
-            except yaml.MarkedYAMLError as exc:
-                mark = exc.problem_mark
-                raise ConfigError(
-                    f"invalid YAML: {exc.problem}", Location(file, mark.line + 1 if mark else None)
-                ) from None
+            # load_yaml, not yaml.safe_load: duplicate keys are errors and every error has a line
+            data = load_yaml(text, file).value
         if not isinstance(data, dict):
             raise ConfigError(f"metadata must be a mapping, got {_show(data)}", Location(file, 1))
         return data, file
@@ -470,7 +460,9 @@ class _Parser:
     def datasette(self, value: Any) -> DatasetteConfig:
         path: KeyPath = ("datasette",)
         body = self.mapping(
-            value or {}, path, ("version", "settings", "plugins", "static", "templates", "plugins_dir")
+            {} if value is None else value,
+            path,
+            ("version", "settings", "plugins", "static", "templates", "plugins_dir"),
         )
         version = None
         if "version" in body:
@@ -478,7 +470,7 @@ class _Parser:
             version = str(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else raw
             version = self.string(version, (*path, "version"), "a Datasette version such as 0.65.1")
         settings = self.settings(body.get("settings"), (*path, "settings"))
-        plugins = ()
+        plugins: tuple[str, ...] = ()
         if "plugins" in body:
             plugins = self.string_list(body["plugins"], (*path, "plugins"), "a plugin name")
             for i, plugin in enumerate(plugins):
@@ -490,15 +482,19 @@ class _Parser:
                         f"'{plugin}' is not a package name or pip requirement such as"
                         " datasette-cluster-map or datasette-vega==0.6.2",
                     ) from None
-        static = ()
+        static: tuple[StaticMount, ...] = ()
         if "static" in body:
             raw_static = body["static"]
             if isinstance(raw_static, str):
                 raw_static = {"static": raw_static}
             if not isinstance(raw_static, dict):
-                raise self.fail((*path, "static"), f"expected a mapping of url path: directory, got {_show(raw_static)}")
+                raise self.fail(
+                    (*path, "static"), f"expected a mapping of url path: directory, got {_show(raw_static)}"
+                )
             static = tuple(
-                StaticMount(mount.strip("/"), self.existing(directory, (*path, "static", mount), kind="directory"))
+                StaticMount(
+                    mount.strip("/"), self.existing(directory, (*path, "static", mount), kind="directory")
+                )
                 for mount, directory in raw_static.items()
             )
         templates = (
@@ -514,7 +510,7 @@ class _Parser:
         return DatasetteConfig(version, settings, plugins, static, templates, plugins_dir)
 
     def settings(self, value: Any, path: KeyPath) -> dict[str, Any]:
-        body = self.mapping(value or {}, path, tuple(DATASETTE_SETTINGS))
+        body = self.mapping({} if value is None else value, path, tuple(DATASETTE_SETTINGS))
         for key, setting in body.items():
             expected = DATASETTE_SETTINGS[key]
             if type(setting) is not expected:
@@ -525,7 +521,7 @@ class _Parser:
     def lambda_(self, value: Any) -> LambdaConfig:
         path: KeyPath = ("lambda",)
         body = self.mapping(
-            value or {},
+            {} if value is None else value,
             path,
             ("python", "architecture", "memory", "timeout", "ephemeral_storage", "reserved_concurrency"),
         )

@@ -22,7 +22,7 @@ class UserError(Exception):
     """A problem the user can fix. `location` points at the file (and line) to fix, if known."""
 
     def __init__(self, message: str, location: Location | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, location)  # both in args: errors cross process boundaries
         self.message = message
         self.location = location
 

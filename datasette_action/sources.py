@@ -22,11 +22,18 @@ from typing import IO, Any
 from datasette_action.config import TableConfig
 from datasette_action.errors import Location, SourceError
 
-BATCH_ROWS = 10_000
+BATCH_ROWS = 4_000  # small enough for a batch to stay in the CPU cache
 JSON_CHUNK = 1 << 20
 # A JSON record larger than this is almost certainly a malformed file, not a record.
 MAX_JSON_RECORD = 64 << 20
-EXTENSION_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+EXTENSION_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
 
 csv.field_size_limit(1 << 30)  # the default (128 KB) rejects long text cells
 
@@ -41,6 +48,25 @@ class SourceFile:
 
     def at(self, line: int | None = None) -> Location:
         return Location(self.display, line)
+
+
+@dataclass(frozen=True)
+class SourcePart:
+    """A byte range of a source: the whole file, or one slice of a CSV split for parallel loading.
+
+    A slice starts right after a record's newline; `header` is the file's header row, which
+    only the first slice reads itself.
+    """
+
+    source: SourceFile
+    start: int = 0
+    end: int | None = None  # None: to the end of the file
+    first_line: int = 1  # the line number at `start`
+    header: tuple[str, ...] | None = None
+
+    @property
+    def is_last(self) -> bool:
+        return self.end is None
 
 
 def find_sources(table: TableConfig, root: Path, display_root: Path) -> tuple[SourceFile, ...]:
@@ -87,18 +113,46 @@ def find_sources(table: TableConfig, root: Path, display_root: Path) -> tuple[So
     return tuple(result)
 
 
-def open_text(source: SourceFile) -> IO[str]:
+class _ByteRange(io.RawIOBase):
+    """Reads a file from `start` up to `end`."""
+
+    def __init__(self, raw: io.BufferedReader, start: int, end: int | None) -> None:
+        raw.seek(start)
+        self.raw = raw
+        self.left = None if end is None else end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        if self.left is not None:
+            view = view[: self.left]
+        count = self.raw.readinto(view) or 0
+        if self.left is not None:
+            self.left -= count
+        return count
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def open_text(part: SourcePart) -> IO[str]:
+    source = part.source
     try:
         raw = source.path.open("rb")
     except OSError as exc:
         raise SourceError(f"cannot read the file: {exc.strerror}", source.at()) from None
-    if raw.read(1) == b"":
+    if part.start == 0 and raw.read(1) == b"":
         raw.close()
         raise SourceError("the file is empty; give it a header row and data", source.at())
-    raw.seek(0)
     # utf-8-sig drops the byte-order mark spreadsheet programs put at the start of CSV files.
-    encoding = "utf-8-sig" if codecs.lookup(source.encoding).name == "utf-8" else source.encoding
-    return io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="")
+    encoding = source.encoding
+    if codecs.lookup(encoding).name == "utf-8" and part.start == 0:
+        encoding = "utf-8-sig"
+    stream = io.BufferedReader(_ByteRange(raw, part.start, part.end), buffer_size=1 << 16)
+    return io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")
 
 
 def decode_error(source: SourceFile) -> SourceError:
@@ -126,20 +180,25 @@ def decode_error(source: SourceFile) -> SourceError:
     return SourceError(f"the file ends inside a {source.encoding} character", source.at())
 
 
-class CsvReader:
-    """Rows of a CSV/TSV file as lists of strings; the first row is the header."""
+def _csv_reader(stream: IO[str], source: SourceFile) -> Any:
+    delimiter = source.delimiter or ("\t" if source.format == "tsv" else ",")
+    return csv.reader(stream, delimiter=delimiter, strict=True)
 
-    def __init__(self, source: SourceFile) -> None:
-        self.source = source
-        self.stream = open_text(source)
-        delimiter = source.delimiter or ("\t" if source.format == "tsv" else ",")
-        self.reader = csv.reader(self.stream, delimiter=delimiter, strict=True)
-        self.header = self._read_header()
+
+class CsvReader:
+    """Rows of a CSV/TSV file (or one part of it) as lists of strings."""
+
+    def __init__(self, part: SourcePart) -> None:
+        self.part = part
+        self.source = part.source
+        self.stream = open_text(part)
+        self.reader = _csv_reader(self.stream, self.source)
+        self.header = list(part.header) if part.header is not None else self._read_header()
         self.records_read = 0
 
     def _read_header(self) -> list[str]:
         try:
-            header = next(self.reader, None)
+            header: list[str] | None = next(self.reader, None)
         except UnicodeDecodeError:
             raise decode_error(self.source) from None
         except csv.Error as exc:
@@ -162,7 +221,12 @@ class CsvReader:
             except UnicodeDecodeError:
                 raise decode_error(self.source) from None
             except csv.Error as exc:
-                raise SourceError(f"invalid CSV: {exc}", self.source.at(self.reader.line_num)) from None
+                if not self.part.is_last and "unexpected end of data" in str(exc):
+                    # The part boundary fell inside a quoted field (a stray quote earlier
+                    # fooled the split): the caller loads the file again in one piece.
+                    raise MisalignedSplit() from None
+                line = self.part.first_line - 1 + self.reader.line_num
+                raise SourceError(f"invalid CSV: {exc}", self.source.at(line)) from None
             if not batch:
                 return
             if set(map(len, batch)) != {width}:  # checked per batch, in C: cheap
@@ -176,7 +240,7 @@ class CsvReader:
             if not row:  # a blank line: csv gives [], skip it
                 continue
             if len(row) != width:
-                line = record_line(self.source, self.records_read + len(kept))
+                line = record_line(self.part, self.records_read + len(kept))
                 raise SourceError(
                     f"expected {width} fields, as in the header, but found {len(row)};"
                     " check for a missing or extra delimiter or an unclosed quote",
@@ -189,32 +253,123 @@ class CsvReader:
         self.stream.close()
 
 
-def record_line(source: SourceFile, record: int) -> int:
-    """The 1-based line on which data record number `record` (0-based) starts."""
+class MisalignedSplit(Exception):
+    """A CSV part did not end on a record boundary."""
+
+
+def record_line(part: SourcePart, record: int) -> int:
+    """The 1-based line on which data record number `record` (0-based, within `part`) starts."""
+    source = part.source
     if source.format in ("json", "jsonl"):
         for index, (_, line) in enumerate(iter_json_records(source)):
             if index == record:
                 return line
         return 0
-    with open_text(source) as stream:
-        reader = csv.reader(
-            stream, delimiter=source.delimiter or ("\t" if source.format == "tsv" else ","), strict=True
-        )
-        next(reader)
-        previous = reader.line_num
+    with open_text(part) as stream:
+        reader = _csv_reader(stream, source)
+        if part.start == 0:
+            next(reader)
+        offset = part.first_line - 1
+        previous: int = reader.line_num
         index = 0
         for row in reader:
             if row:  # blank lines are not records
                 if index == record:
-                    return previous + 1
+                    return offset + previous + 1
                 index += 1
             previous = reader.line_num
-    return previous
+    return offset + previous
+
+
+def split_csv(source: SourceFile, part_bytes: int) -> tuple[SourcePart, ...]:
+    """Cut a CSV file into parts of about `part_bytes` at record boundaries, for parallel loading.
+
+    The cut depends only on the file, never on the machine: the parts are loaded and appended
+    in order, and the same parts give the same database bytes on any number of cores.
+
+    A newline ends a record when an even number of quote characters comes before it (quotes
+    inside quoted fields are doubled). A stray quote in an unquoted field breaks that rule;
+    then a part ends inside a field, which its reader notices (MisalignedSplit).
+    Only byte-compatible encodings are split; anything else loads as one part.
+    """
+    whole = (SourcePart(source),)
+    size = source.path.stat().st_size
+    if size < 2 * part_bytes or codecs.lookup(source.encoding).name not in _SPLITTABLE:
+        return whole
+    with source.path.open("rb") as raw:
+        head = b""
+        while header_line := raw.readline():
+            head += header_line
+            if head.count(b'"') % 2 == 0:
+                break
+        try:
+            text = head.decode(
+                "utf-8-sig" if codecs.lookup(source.encoding).name == "utf-8" else source.encoding
+            )
+            header = next(_csv_reader(io.StringIO(text, newline=""), source))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            return whole  # the first part reports it
+        header_end = len(head)
+        count = max(1, (size - header_end) // part_bytes)
+        targets = [header_end + (size - header_end) * k // count for k in range(1, count)]
+        starts: list[tuple[int, int]] = [(header_end, head.count(b"\n") + 1)]
+        position, quotes, newlines = header_end, 0, head.count(b"\n")
+        for target in targets:
+            raw.seek(position)
+            while True:
+                chunk = raw.read(1 << 20)
+                if not chunk:
+                    break
+                search_from = max(target - position, 0)
+                boundary = _even_newline(chunk, search_from, quotes)
+                if boundary is None:
+                    quotes += chunk.count(b'"')
+                    newlines += chunk.count(b"\n")
+                    position += len(chunk)
+                    continue
+                quotes += chunk.count(b'"', 0, boundary)
+                newlines += chunk.count(b"\n", 0, boundary)
+                position += boundary
+                starts.append((position, newlines + 1))
+                break
+    # drop empty parts: boundaries at the end of the file, or two targets on one record
+    starts = [
+        (start, line)
+        for index, (start, line) in enumerate(starts)
+        if start < size and (index == 0 or start > starts[index - 1][0])
+    ]
+    parts = []
+    for index, (start, line) in enumerate(starts):
+        end = starts[index + 1][0] if index + 1 < len(starts) else None
+        parts.append(
+            SourcePart(
+                source,
+                start=0 if index == 0 else start,
+                end=end,
+                first_line=1 if index == 0 else line,
+                header=None if index == 0 else tuple(header),
+            )
+        )
+    return tuple(parts)
+
+
+_SPLITTABLE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252", "iso8859-15"}
+
+
+def _even_newline(chunk: bytes, start: int, quotes_before: int) -> int | None:
+    """The offset just after the first newline at or after `start` with an even quote count
+    before it, or None if this chunk has none."""
+    index = chunk.find(b"\n", start)
+    while index != -1:
+        if (quotes_before + chunk.count(b'"', 0, index)) % 2 == 0:
+            return index + 1
+        index = chunk.find(b"\n", index + 1)
+    return None
 
 
 def iter_json_records(source: SourceFile) -> Iterator[tuple[dict[str, Any], int]]:
     """Each object of a JSON array or JSON Lines file, with the line it starts on."""
-    stream = open_text(source)
+    stream = open_text(SourcePart(source))
     try:
         if source.format == "jsonl":
             yield from _jsonl_records(stream, source)
@@ -308,10 +463,15 @@ def _json_array_records(stream: IO[str], source: SourceFile) -> Iterator[tuple[d
                 raise SourceError("the JSON array is empty: no records, so no columns", source.at())
             return
         if char == "":
-            raise SourceError("invalid JSON: the file ends before the array is closed", source.at(buffer.line))
+            raise SourceError(
+                "invalid JSON: the file ends before the array is closed", source.at(buffer.line)
+            )
         if not expect_value:
             if char != ",":
-                raise SourceError(f"invalid JSON: expected ',' or ']' between records, found {char!r}", source.at(buffer.line))
+                raise SourceError(
+                    f"invalid JSON: expected ',' or ']' between records, found {char!r}",
+                    source.at(buffer.line),
+                )
             buffer.advance(buffer.pos + 1)
             expect_value = True
             continue

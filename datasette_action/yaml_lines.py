@@ -18,6 +18,10 @@ from datasette_action.errors import ConfigError, Location
 
 KeyPath = tuple[str | int, ...]
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+_DEFAULT_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+
 
 @dataclass(frozen=True)
 class LoadedYaml:
@@ -36,52 +40,158 @@ def format_path(path: KeyPath) -> str:
 
 
 def load_yaml(text: str, file: Path) -> LoadedYaml:
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters first
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        # str(exc) spans two lines and gives a character offset; report the line instead
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"invalid YAML: unacceptable character #x{code:04x}: {exc.reason}", Location(file, line)
+        ) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"invalid YAML: {problem}", Location(file, line)) from None
+        raise ConfigError(f"invalid YAML: {_problem(exc)}", Location(file, _line(exc))) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", Location(file)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: dict[KeyPath, int] = {}
     if node is None:
         return LoadedYaml(None, lines)
-    value = _convert(node, (), lines, loader, file)
+    value = _convert(node, (), lines, loader, file, frozenset())
     return LoadedYaml(value, lines)
 
 
+def _line(exc: yaml.MarkedYAMLError) -> int | None:
+    mark = exc.problem_mark or exc.context_mark
+    return mark.line + 1 if mark else None
+
+
+def _problem(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML splits some messages in two ("expected a single document" / "but found another
+    document"); the second half alone makes no sense."""
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and problem.startswith("but "):
+        return f"{exc.context}, {problem}"
+    if exc.context and problem == "second occurrence" and exc.context_mark:
+        anchor = exc.context.removesuffix("; first occurrence")
+        return f"{anchor} (first defined at line {exc.context_mark.line + 1})"
+    return problem
+
+
+def _inside(path: KeyPath) -> str:
+    return f"in {format_path(path)}" if path else "at the top level"
+
+
 def _convert(
-    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: yaml.SafeLoader, file: Path
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    loader: yaml.SafeLoader,
+    file: Path,
+    active: frozenset[int],
 ) -> Any:
-    lines[path] = node.start_mark.line + 1
+    # A mapping's caller has already recorded the key's line, which beats the value's.
+    line = lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in active:  # `a: &x [*x]`: the alias would expand forever
+        raise ConfigError(
+            f"invalid YAML: {format_path(path) or 'the document'} is an alias of a value that"
+            " contains it; an anchor's value cannot refer to itself",
+            Location(file, line),
+        )
+    if isinstance(node, yaml.CollectionNode) and node.tag != _DEFAULT_TAGS[type(node)]:
+        # `!!python/object/apply:os.system [...]` or `!!set {...}` must not pass as a plain list
+        raise ConfigError(
+            f"invalid YAML: could not determine a constructor for the tag '{node.tag}'",
+            Location(file, node.start_mark.line + 1),
+        )
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor)
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            where = Location(file, key_node.start_mark.line + 1)
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"{format_path(path) or 'top level'}: key {key!r} must be text", where
-                )
-            if key in result:
-                first = lines[(*path, key)]
-                raise ConfigError(
-                    f"duplicate key '{key}' in {format_path(path) or 'the top level'}"
-                    f" (first defined at line {first})",
-                    where,
-                )
-            result[key] = _convert(value_node, (*path, key), lines, loader, file)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-        return result
+        return _convert_mapping(node, path, lines, loader, file, active | {id(node)})
     if isinstance(node, yaml.SequenceNode):
+        active = active | {id(node)}
         return [
-            _convert(item, (*path, index), lines, loader, file)
+            _convert(item, (*path, index), lines, loader, file, active)
             for index, item in enumerate(node.value)
         ]
-    return loader.construct_object(node, deep=True)
+    return _scalar(node, loader, Location(file, node.start_mark.line + 1))
+
+
+def _convert_mapping(
+    node: yaml.MappingNode,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    loader: yaml.SafeLoader,
+    file: Path,
+    active: frozenset[int],
+) -> dict[str, Any]:
+    own: dict[str, Any] = {}
+    own_lines: dict[str, int] = {}
+    # Keys copied in by YAML merges (`<<: *anchor`); the mapping's own keys override them.
+    merged: dict[str, Any] = {}
+    merged_lines: dict[KeyPath, int] = {}
+    for key_node, value_node in node.value:
+        where = Location(file, key_node.start_mark.line + 1)
+        if key_node.tag == _MERGE_TAG:
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if id(source) in active:
+                    raise ConfigError(
+                        f"invalid YAML: '<<' (merge) {_inside(path)} merges a mapping into itself",
+                        where,
+                    )
+                if not isinstance(source, yaml.MappingNode):
+                    raise ConfigError(
+                        f"invalid YAML: '<<' (merge) {_inside(path)} needs an alias of a mapping"
+                        " or a list of them, such as <<: *defaults",
+                        where,
+                    )
+                source_lines: dict[KeyPath, int] = {}
+                values = _convert_mapping(source, path, source_lines, loader, file, active)
+                for merged_key, value in values.items():
+                    if merged_key not in merged:  # in `<<: [*a, *b]`, a's keys win
+                        merged[merged_key] = value
+                        prefix = (*path, merged_key)
+                        merged_lines.update(
+                            (p, n) for p, n in source_lines.items() if p[: len(prefix)] == prefix
+                        )
+            continue
+        if not isinstance(key_node, yaml.ScalarNode):
+            kind = "a mapping" if isinstance(key_node, yaml.MappingNode) else "a list"
+            raise ConfigError(f"a key {_inside(path)} is {kind}; keys must be text", where)
+        if key_node.tag == _VALUE_TAG:  # a plain `=` key, as PyYAML reads it
+            key: Any = key_node.value
+        else:
+            key = _scalar(key_node, loader, where)
+        if not isinstance(key, str):
+            raise ConfigError(f"key '{key_node.value}' {_inside(path)} must be text; put it in quotes", where)
+        if key in own:
+            raise ConfigError(
+                f"duplicate key '{key}' {_inside(path)} (first defined at line {own_lines[key]})",
+                where,
+            )
+        own_lines[key] = where.line or 1
+        lines[(*path, key)] = own_lines[key]
+        own[key] = _convert(value_node, (*path, key), lines, loader, file, active)
+    if not merged:
+        return own
+    depth = len(path)
+    lines.update((p, n) for p, n in merged_lines.items() if p[depth] not in own)
+    result = {key: own.get(key, value) for key, value in merged.items()}
+    result.update(own)
+    return result
+
+
+def _scalar(node: yaml.Node, loader: yaml.SafeLoader, where: Location) -> Any:
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:  # an unknown tag such as `!foo`, bad base64 in `!!binary`
+        raise ConfigError(f"invalid YAML: {_problem(exc)}", where) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # `2020-02-30` or `!!int abc`
+        kind = node.tag.rpartition(":")[2] or node.tag
+        raise ConfigError(
+            f"invalid YAML: '{node.value}' is not a valid {kind} ({exc}); put it in quotes if it is text",
+            where,
+        ) from None
