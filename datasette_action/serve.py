@@ -1,0 +1,257 @@
+"""Serve a packaged bundle on localhost exactly as Lambda would run it.
+
+Each HTTP request becomes a Lambda function URL event (payload 2.0), sent to the bundle's handler
+running in a separate Python process whose `sys.path` holds only the bundle (the function code
+and the dependency layer, unpacked from the very zips that would be uploaded) and the standard
+library: no site-packages (`python -I -S`). The process answers one event at a time, like one
+Lambda execution environment; the response becomes the HTTP response.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit
+
+from datasette_action.errors import UserError
+
+# The bundle's own runner: reads one JSON event per line on stdin, writes one JSON response
+# per line on stdout (entrypoint/local_runner.py).
+_BOOTSTRAP = (
+    "import sys; sys.path[:0] = {paths!r}; "
+    "from entrypoint.local_runner import main; main()"
+)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What a local Lambda needs: the directories Lambda would put on sys.path, in order."""
+
+    paths: tuple[Path, ...]  # function code root first, then the layer's python/ directory
+    python: Path  # an interpreter of the target runtime's version
+
+
+def find_python(version: str) -> Path:
+    """An interpreter of the Lambda runtime's version: compiled wheels only load there."""
+    current = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if version == current:
+        return Path(sys.executable)
+    found = shutil.which(f"python{version}")
+    if found is None:
+        raise UserError(
+            f"running the bundle locally needs Python {version}, the Lambda runtime's version"
+            f" (lambda.python), and python{version} is not on PATH; install it (for example with"
+            f" actions/setup-python or pyenv) or set lambda.python to {current}"
+        )
+    return Path(found)
+
+
+@contextmanager
+def unpacked(zips: Sequence[tuple[Path, str]]) -> Iterator[tuple[Path, ...]]:
+    """Unpack each (zip, sys.path entry inside it) to a temporary, read-only tree.
+
+    Yields the sys.path entries. Lambda unpacks function code to /var/task and layers to
+    /opt, both read-only; as root the read-only bits are not enforced, elsewhere they are.
+    """
+    root = Path(tempfile.mkdtemp(prefix="datasette-lambda-bundle-"))
+    try:
+        entries = []
+        for index, (archive, inside) in enumerate(zips):
+            target = root / str(index)
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(target)
+            entries.append(target / inside if inside else target)
+        _set_writable(root, writable=False)
+        yield tuple(entries)
+    finally:
+        _set_writable(root, writable=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _set_writable(root: Path, *, writable: bool) -> None:
+    for directory, _dirs, files in os.walk(root):
+        for name in [*files, "."]:
+            path = Path(directory) / name
+            mode = path.stat().st_mode
+            write = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+            path.chmod(mode | stat.S_IWUSR if writable else mode & ~write)
+
+
+class LocalLambda:
+    """The bundle's handler in a separate process, fed one event at a time."""
+
+    def __init__(self, bundle: Bundle, env: dict[str, str] | None = None) -> None:
+        code = _BOOTSTRAP.format(paths=[str(p) for p in bundle.paths])
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AWS_LAMBDA_FUNCTION_NAME": "datasette-local",
+            "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+            **(env or {}),
+        }
+        self.process = subprocess.Popen(
+            [str(bundle.python), "-I", "-S", "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+            text=True,
+            bufsize=1,
+        )
+        self.lock = threading.Lock()
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            assert self.process.stdin is not None and self.process.stdout is not None
+            if self.process.poll() is not None:
+                raise UserError(f"the local Lambda process exited with status {self.process.returncode}")
+            self.process.stdin.write(json.dumps(event) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        if not line:
+            raise UserError("the local Lambda process stopped without answering; see its output above")
+        response: dict[str, Any] = json.loads(line)
+        return response
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def function_url_event(
+    method: str,
+    target: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    *,
+    host: str,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """A Lambda function URL event (payload format 2.0) for one HTTP request.
+
+    As AWS builds it: rawPath keeps the percent-encoding, header names are lower-case with
+    repeated headers joined by commas, cookies move to their own list.
+    """
+    parts = urlsplit(target)
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    joined["host"] = host
+    query: dict[str, str] = {}
+    for pair in parts.query.split("&") if parts.query else ():
+        name, _, value = pair.partition("=")
+        key, val = unquote_plus(name), unquote_plus(value)
+        query[key] = f"{query[key]},{val}" if key in query else val
+    now = datetime.now(UTC)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path or "/",
+        "rawQueryString": parts.query,
+        "headers": joined,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "local",
+            "domainName": host,
+            "domainPrefix": host.split(".")[0],
+            "http": {
+                "method": method,
+                "path": parts.path or "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": joined.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": bool(body),
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if body:
+        event["body"] = base64.b64encode(body).decode("ascii")
+    return event
+
+
+def http_response(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A function URL response (payload 2.0) as status, headers and body bytes."""
+    status = int(response.get("statusCode", 200))
+    headers: list[tuple[str, str]] = []
+    for name, value in (response.get("headers") or {}).items():
+        headers.append((name, str(value)))
+    for name, values in (response.get("multiValueHeaders") or {}).items():
+        headers.extend((name, str(v)) for v in values)
+    headers.extend(("set-cookie", cookie) for cookie in response.get("cookies") or ())
+    body = response.get("body") or ""
+    data = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode("utf-8")
+    return status, headers, data
+
+
+def make_server(function: LocalLambda, port: int, log: Any = None) -> ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1:port (0 picks a free port) in front of `function`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            host = self.headers.get("host") or f"127.0.0.1:{self.server.server_address[1]}"
+            started = time.perf_counter()
+            event = function_url_event(
+                self.command, self.path, list(self.headers.items()), body, host=host,
+                source_ip=self.client_address[0],
+            )
+            try:
+                status, headers, data = http_response(function.invoke(event))
+            except UserError as error:
+                status, headers, data = 502, [("content-type", "text/plain")], str(error).encode()
+            self.send_response(status)
+            for name, value in headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            if log:
+                log(f"{self.command} {self.path} {status} {1000 * (time.perf_counter() - started):.0f} ms")
+
+        do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # requests are logged above, with their timing
+
+    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
