@@ -23,8 +23,8 @@ import sqlite_utils
 from sqlite_utils.db import AlterError
 
 from datasette_action.coltypes import Kind
-from datasette_action.config import Config, DatabaseConfig, TableConfig
-from datasette_action.errors import BuildError, SourceError
+from datasette_action.config import Config, DatabaseConfig, ForeignKey, TableConfig
+from datasette_action.errors import BuildError, Location, SourceError
 from datasette_action.loader import StagedTable, StageResult, quote, stage_table
 from datasette_action.sources import SourceFile, find_sources
 
@@ -65,12 +65,14 @@ def build(config: Config, log: Log = lambda message: None) -> BuildResult:
     # Find every source first: a missing file fails the build before anything is loaded.
     display_root = config.path.parent
     sources = {
-        (db.name, table.name): find_sources(table, config.root, display_root)
+        (db.name, table.name): find_sources(table, config.root, display_root, config.build_dir)
         for db in config.databases
         for table in db.tables
     }
     out_dir = config.databases_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob(".building-*"):  # from a build that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=out_dir))
     warnings: list[str] = []
     try:
@@ -210,15 +212,26 @@ def _creation_order(db: DatabaseConfig) -> list[TableConfig]:
     return ordered
 
 
-def _require_columns(staged: StagedTable, names: tuple[str, ...], key: str) -> None:
+def _require_columns(
+    staged: StagedTable, names: tuple[str, ...], key: str, where: Location | None = None
+) -> None:
+    """Every name is a column of the table, once; `where` is where the names were written."""
     present = {c.name.lower() for c in staged.columns}
+    seen: dict[str, str] = {}
     for name in names:
         if name.lower() not in present:
             raise BuildError(
                 f"{key}: column '{name}' is not in table '{staged.config.name}'; its columns"
                 f" are: {', '.join(c.name for c in staged.columns)}",
-                staged.config.location(key),
+                where or staged.config.location(key),
             )
+        if name.lower() in seen:
+            raise BuildError(
+                f"{key}: column '{name}' is listed twice (as '{seen[name.lower()]}' and '{name}';"
+                " column names are not case-sensitive)",
+                where or staged.config.location(key),
+            )
+        seen[name.lower()] = name
 
 
 def _create_table(
@@ -227,19 +240,12 @@ def _create_table(
     table = staged.config
     _require_columns(staged, table.pk, "pk")
     _require_columns(staged, tuple(fk.column for fk in table.foreign_keys), "foreign_keys")
-    for fk in table.foreign_keys:
-        if fk.other_column:
-            _require_columns(all_staged[fk.other_table], (fk.other_column,), "foreign_keys")
     columns = {c.name: PYTHON_TYPES[c.kind] for c in staged.columns}
     pk = _canonical(staged, table.pk)
     foreign_keys: list[Any] = []
     for fk in table.foreign_keys:
         column = _canonical(staged, (fk.column,))[0]
-        if fk.other_column:  # else sqlite-utils points it at the other table's primary key
-            other = _canonical(all_staged[fk.other_table], (fk.other_column,))[0]
-            foreign_keys.append((column, fk.other_table, other))
-        else:
-            foreign_keys.append((column, fk.other_table))
+        foreign_keys.append((column, fk.other_table, _foreign_key_target(table, fk, all_staged)))
     try:
         database[table.name].create(  # type: ignore[union-attr]
             columns,
@@ -250,6 +256,33 @@ def _create_table(
         raise BuildError(f"foreign_keys: {exc}", table.location("foreign_keys")) from None
     for stage in staged.stages:
         _copy_stage(database.conn, staged, stage, pk)
+
+
+def _foreign_key_target(table: TableConfig, fk: ForeignKey, all_staged: dict[str, StagedTable]) -> str:
+    """The column a foreign key refers to: SQLite requires it to be its table's primary key.
+
+    Resolved here, from the config, rather than guessed by sqlite-utils: the other table may
+    be this one, not created yet.
+    """
+    where = table.location("foreign_keys")
+    other = all_staged[fk.other_table]  # created before this table (or this table): pk checked
+    other_pk = _canonical(other, other.config.pk)
+    if fk.other_column:
+        _require_columns(other, (fk.other_column,), "foreign_keys", where)
+        if len(other_pk) == 1 and _canonical(other, (fk.other_column,)) == other_pk:
+            return other_pk[0]
+        target = f"'{fk.other_table}.{fk.other_column}'"
+    elif len(other_pk) == 1:
+        return other_pk[0]
+    else:
+        target = f"table '{fk.other_table}'"
+    has = f"its primary key is ({', '.join(other_pk)})" if other_pk else "it has none"
+    raise BuildError(
+        f"foreign_keys: column '{fk.column}' refers to {target}, but a foreign key must refer to"
+        f" the single-column primary key (pk:) of its table, and {has}; set pk: on table"
+        f" '{fk.other_table}'" + (" to that column" if fk.other_column else ""),
+        where,
+    )
 
 
 def _canonical(staged: StagedTable, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -275,7 +308,7 @@ def _copy_stage(
         try:
             conn.execute(
                 f"INSERT INTO main.{quote(staged.config.name)} ({', '.join(quote(n) for n in names)})"
-                f" SELECT {values} FROM stage.stage ORDER BY rowid"
+                f" SELECT {values} FROM stage.stage ORDER BY {_rowid(stage)}"
             )
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK")
@@ -286,6 +319,19 @@ def _copy_stage(
         conn.execute("COMMIT")
     finally:
         conn.execute("DETACH DATABASE stage")
+
+
+def _rowid(stage: StageResult) -> str:
+    """A name of the stage table's rowid that no column hides: a source may have a column
+    named "rowid" (Datasette's CSV exports do), which SQLite then reads instead."""
+    taken = {name.lower() for name in stage.columns}
+    for alias in ("rowid", "_rowid_", "oid"):
+        if alias not in taken:
+            return alias
+    raise SourceError(
+        "columns named rowid, _rowid_ and oid hide SQLite's row numbers; rename one of them",
+        stage.job.part.source.at(1),
+    )
 
 
 def _stage_row(staged: StagedTable, stage: StageResult, rowid: int) -> int:
@@ -313,7 +359,10 @@ def _check_primary_key_present(
             stage.job.part.source.at(1),
         )
     test = " OR ".join(f"{quote(present[c.lower()])} IS NULL OR {quote(present[c.lower()])} = ''" for c in pk)
-    missing = conn.execute(f"SELECT rowid FROM stage.stage WHERE {test} ORDER BY rowid LIMIT 1").fetchone()
+    rowid = _rowid(stage)
+    missing = conn.execute(
+        f"SELECT {rowid} FROM stage.stage WHERE {test} ORDER BY {rowid} LIMIT 1"
+    ).fetchone()
     if missing:
         source, line = staged.locate(_stage_row(staged, stage, missing[0]))
         raise SourceError(
@@ -335,10 +384,11 @@ def _report_duplicate_key(
     match = " AND ".join(f"t.{quote(c)} = s.{quote(k)}" for c, k in zip(pk, key_columns))
     earlier = f"EXISTS (SELECT 1 FROM {table} t WHERE {match})"
     same = " AND ".join(f"o.{quote(k)} = s.{quote(k)}" for k in key_columns)
-    within = f"EXISTS (SELECT 1 FROM stage.stage o WHERE {same} AND o.rowid < s.rowid)"
+    rowid = _rowid(stage)
+    within = f"EXISTS (SELECT 1 FROM stage.stage o WHERE {same} AND o.{rowid} < s.{rowid})"
     keys = ", ".join(f"s.{quote(k)}" for k in key_columns)
     found = conn.execute(
-        f"SELECT s.rowid, {keys} FROM stage.stage s WHERE {earlier} OR {within} ORDER BY s.rowid LIMIT 1"
+        f"SELECT s.{rowid}, {keys} FROM stage.stage s WHERE {earlier} OR {within} ORDER BY s.{rowid} LIMIT 1"
     ).fetchone()
     if found is None:
         return  # not a key clash after all: the caller re-raises SQLite's error
@@ -356,12 +406,26 @@ def _add_search_and_indexes(database: sqlite_utils.Database, staged: StagedTable
     db_table = database[table.name]
     if table.fts:
         _require_columns(staged, table.fts, "fts")
-        # No triggers: the published database is read-only, so the index never needs updating.
-        db_table.enable_fts(list(_canonical(staged, table.fts)), fts_version="FTS5", create_triggers=False)  # type: ignore[union-attr]
+        fts_columns = list(_canonical(staged, table.fts))
+        try:
+            # No triggers: the published database is read-only, so the index never needs updating.
+            db_table.enable_fts(fts_columns, fts_version="FTS5", create_triggers=False)  # type: ignore[union-attr]
+        except sqlite3.OperationalError as exc:  # e.g. another table is already named <table>_fts
+            raise BuildError(
+                f"fts: cannot create the search table '{table.name}_fts': {exc}", table.location("fts")
+            ) from None
         db_table.optimize()  # type: ignore[union-attr]
+    indexed: set[tuple[str, ...]] = set()
     for columns in table.indexes:
         _require_columns(staged, columns, "indexes")
-        db_table.create_index(list(_canonical(staged, columns)))  # type: ignore[union-attr]
+        canonical = _canonical(staged, columns)
+        if canonical in indexed:
+            raise BuildError(
+                f"indexes: the index on ({', '.join(columns)}) is listed twice", table.location("indexes")
+            )
+        indexed.add(canonical)
+        # find_unique_name: the indexes on (a_b) and (a, b) would both be named idx_<table>_a_b
+        db_table.create_index(list(canonical), find_unique_name=True)  # type: ignore[union-attr]
 
 
 def _run_sql_steps(db: DatabaseConfig, target: Path) -> None:
@@ -374,6 +438,17 @@ def _run_sql_steps(db: DatabaseConfig, target: Path) -> None:
                 statement = " ".join(step.sql.split())
                 raise BuildError(
                     f"sql step failed: {exc}; the statement was: {statement}", step.location
+                ) from None
+        # SQLite accepts a view over missing columns and fails only when it is queried:
+        # query each view once, so a broken one fails the build, not the site.
+        views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
+        for view in views:
+            try:
+                conn.execute(f"SELECT * FROM {quote(view)} LIMIT 0").fetchall()
+            except sqlite3.Error as exc:
+                raise BuildError(
+                    f"view '{view}' in database '{db.name}' cannot be queried: {exc}",
+                    db.sql[-1].location,
                 ) from None
     finally:
         conn.close()

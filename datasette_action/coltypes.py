@@ -32,7 +32,11 @@ DECLARED = {"integer": Kind.INTEGER, "float": Kind.FLOAT, "text": Kind.TEXT}
 
 # At most 18 digits: always inside SQLite's 64-bit integer range.
 INTEGER_CELL = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
-_FLOAT = r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+# A whole number of more than 18 digits is text (as above) unless a point or an exponent follows.
+_FLOAT = (
+    r"-?(?:(?:0|[1-9][0-9]{0,17})(?:\.[0-9]*)?|[1-9][0-9]{18,}(?:\.[0-9]*|(?=[eE]))|\.[0-9]+)"
+    r"(?:[eE][-+]?[0-9]+)?"
+)
 FLOAT_CELL = re.compile(_FLOAT)
 _FLOAT_COLUMN = re.compile(f"(?:{_FLOAT})?(?:\n(?:{_FLOAT})?)*")
 _DIGITS_AND_NEWLINES = b"0123456789\n"

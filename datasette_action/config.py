@@ -379,6 +379,13 @@ class _Parser:
                     (*path, "types"), f"expected a mapping of column: type, got {_show(raw_types)}"
                 )
             for column, column_type in raw_types.items():
+                twin = next((c for c in types if c.lower() == column.lower()), None)
+                if twin is not None:
+                    raise self.fail(
+                        (*path, "types", column),
+                        f"'{column}' and '{twin}' name the same column (column names are not"
+                        " case-sensitive); keep one",
+                    )
                 types[column] = self.choice(column_type, (*path, "types", column), COLUMN_TYPES)
         fts = self.string_list(body["fts"], (*path, "fts"), "a column name") if "fts" in body else ()
         indexes: tuple[tuple[str, ...], ...] = ()

@@ -40,3 +40,7 @@ class SourceError(UserError):
 
 class BuildError(UserError):
     """The data is readable but cannot become the database the config describes."""
+
+
+class PackageError(UserError):
+    """The Lambda bundle cannot be made: a dependency has no wheel, or a limit would be broken."""

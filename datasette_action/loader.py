@@ -268,6 +268,9 @@ def _load_json(job: StageJob) -> StageResult:
             if "" in names:
                 line = next(line for record, line in batch if "" in record)
                 raise SourceError("a record has an empty key; every key needs a name", source.at(line))
+            if len({name.lower() for name in names}) < len(names):
+                batch = _fold_keys(batch, stage, source)
+                names = {name: None for record, _ in batch for name in record}
             positions = stage.add_columns(list(names), batch[0][1])
             kinds = [stage.kinds[p] for p in positions]
             parse_text = [name.lower() in job.declared for name in names]
@@ -282,6 +285,28 @@ def _load_json(job: StageJob) -> StageResult:
         return stage.finish(rows)
     finally:
         stage.close()
+
+
+def _fold_keys(
+    batch: list[tuple[dict[str, Any], int]], stage: _Stage, source: SourceFile
+) -> list[tuple[dict[str, Any], int]]:
+    """Records with keys that differ only in case ("name", "NAME") spelled one way, the first
+    seen: they are one column, as they are across batches and files (SQLite ignores case)."""
+    spelling = {name.lower(): name for name in stage.columns}
+    folded = []
+    for record, line in batch:
+        seen: dict[str, str] = {}
+        for key in record:
+            if key.lower() in seen:
+                raise SourceError(
+                    f"column '{key}' appears twice (as '{seen[key.lower()]}' and '{key}'; column"
+                    " names are not case-sensitive); rename one",
+                    source.at(line),
+                )
+            seen[key.lower()] = key
+            spelling.setdefault(key.lower(), key)
+        folded.append(({spelling[key.lower()]: value for key, value in record.items()}, line))
+    return folded
 
 
 def _sql_value(value: Any) -> Any:

@@ -69,13 +69,16 @@ class SourcePart:
         return self.end is None
 
 
-def find_sources(table: TableConfig, root: Path, display_root: Path) -> tuple[SourceFile, ...]:
-    """The files a table's `source` names, sorted (so builds are reproducible)."""
+def find_sources(
+    table: TableConfig, root: Path, display_root: Path, build_dir: Path | None = None
+) -> tuple[SourceFile, ...]:
+    """The files a table's `source` names, sorted (so builds are reproducible). A glob does not
+    match files in `build_dir`: an earlier build's output is not a source."""
     where = table.location("source")
     key = f"source '{table.source}' (table '{table.name}')"
     if glob.has_magic(table.source):
         matches = sorted(Path(p) for p in glob.glob(str(root / table.source), recursive=True))
-        matches = [p for p in matches if p.is_file()]
+        matches = [p for p in matches if p.is_file() and not (build_dir and p.is_relative_to(build_dir))]
         if not matches:
             raise SourceError(f"{key} matched no files (looked in {root})", where)
     else:
@@ -146,7 +149,10 @@ def open_text(part: SourcePart) -> IO[str]:
         raise SourceError(f"cannot read the file: {exc.strerror}", source.at()) from None
     if part.start == 0 and raw.read(1) == b"":
         raw.close()
-        raise SourceError("the file is empty; give it a header row and data", source.at())
+        needs = {"json": "a JSON array of objects", "jsonl": "one JSON object per line"}
+        raise SourceError(
+            f"the file is empty; give it {needs.get(source.format, 'a header row and data')}", source.at()
+        )
     # utf-8-sig drops the byte-order mark spreadsheet programs put at the start of CSV files.
     encoding = source.encoding
     if codecs.lookup(encoding).name == "utf-8" and part.start == 0:
@@ -193,7 +199,11 @@ class CsvReader:
         self.source = part.source
         self.stream = open_text(part)
         self.reader = _csv_reader(self.stream, self.source)
-        self.header = list(part.header) if part.header is not None else self._read_header()
+        try:
+            self.header = list(part.header) if part.header is not None else self._read_header()
+        except BaseException:  # nobody else can close the file: this object is never returned
+            self.stream.close()
+            raise
         self.records_read = 0
 
     def _read_header(self) -> list[str]:
@@ -237,7 +247,9 @@ class CsvReader:
     def _check_widths(self, batch: list[list[str]], width: int) -> list[list[str]]:
         kept: list[list[str]] = []
         for row in batch:
-            if not row:  # a blank line: csv gives [], skip it
+            if not row:  # a blank line: csv gives []
+                if width == 1:
+                    kept.append([""])  # in a one-column file, an empty cell
                 continue
             if len(row) != width:
                 line = record_line(self.part, self.records_read + len(kept))
@@ -267,13 +279,13 @@ def record_line(part: SourcePart, record: int) -> int:
         return 0
     with open_text(part) as stream:
         reader = _csv_reader(stream, source)
-        if part.start == 0:
-            next(reader)
+        header = next(reader) if part.start == 0 else part.header
+        single_column = header is not None and len(header) == 1
         offset = part.first_line - 1
         previous: int = reader.line_num
         index = 0
         for row in reader:
-            if row:  # blank lines are not records
+            if row or single_column:  # blank lines are not records, except empty single cells
                 if index == record:
                     return offset + previous + 1
                 index += 1
@@ -387,7 +399,8 @@ def _jsonl_records(stream: IO[str], source: SourceFile) -> Iterator[tuple[dict[s
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            # without its line ending: else an error at the end of the line is "column 1" of the next
+            record = json.loads(text.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             raise SourceError(f"invalid JSON: {exc.msg} (column {exc.colno})", source.at(number)) from None
         if not isinstance(record, dict):

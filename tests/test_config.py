@@ -1351,3 +1351,22 @@ def test_cli_missing_config_file(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == f"Error: {CONFIG_NAME}: {message}\n"
     assert "Traceback" not in result.stderr
+
+
+def test_types_naming_one_column_twice_in_different_case(tmp_path: Path) -> None:
+    path, message = fails(
+        tmp_path,
+        """\
+        stack: s
+        databases:
+          d:
+            tables:
+              t:
+                source: a.csv
+                types: {code: text, Code: integer}
+        """,
+    )
+    assert message == (
+        f"{path}:7: databases.d.tables.t.types.Code: 'Code' and 'code' name the same column"
+        " (column names are not case-sensitive); keep one"
+    )
