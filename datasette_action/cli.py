@@ -18,6 +18,8 @@ from datasette_action import __version__
 from datasette_action.build import BuildResult, build
 from datasette_action.config import DEFAULT_CONFIG_NAME, load_config
 from datasette_action.errors import UserError
+from datasette_action.package import PackageResult, package
+from datasette_action.zips import Artifact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,6 +127,87 @@ def build_json(result: BuildResult, elapsed: float) -> dict[str, Any]:
         "warnings": list(result.warnings),
         "seconds": round(elapsed, 3),
     }
+
+
+@cli.command(name="package")
+@common_options
+def package_command(config_path: Path, as_json: bool) -> None:
+    """Build the databases, then package them with Datasette as two zips for Lambda."""
+    config = load_config(config_path)
+    started = time.perf_counter()
+    built = build(config, log=_log)
+    build_seconds = time.perf_counter() - started
+    click.echo(describe_build(built, build_seconds), err=True)
+    result = package(config, built, log=_log)
+    elapsed = time.perf_counter() - started
+    for warning in (*built.warnings, *result.warnings):
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(describe_package(result, elapsed), err=True)
+    if as_json:
+        click.echo(json.dumps(package_json(result, built, elapsed, build_seconds), indent=2))
+
+
+def describe_package(result: PackageResult, elapsed: float) -> str:
+    compiled = "with .pyc" if result.compiled else "without .pyc"
+    lines = [f"Packaged for Lambda python{result.python} {result.architecture}, {compiled} ({elapsed:.1f} s)"]
+    for artifact in result.artifacts:
+        reused = "  (reused)" if artifact.reused else ""
+        lines.append(
+            f"  {artifact.role:<8}  {artifact.zip_path}  {_size(artifact.zipped_size)} zipped,"
+            f" {_size(artifact.unzipped_size)} unzipped{reused}"
+        )
+    lines.append(f"  handler   {result.handler}")
+    for database in result.databases:
+        lines.append(f"  {database.name}: {database.location}: {database.reason}")
+    lines.append(f"  /tmp      {result.ephemeral_storage} MB")
+    return "\n".join(lines)
+
+
+def package_json(
+    result: PackageResult, built: BuildResult, elapsed: float, build_seconds: float
+) -> dict[str, Any]:
+    return {
+        "artifacts": [_artifact_json(artifact) for artifact in result.artifacts],
+        "handler": result.handler,
+        "python": result.python,
+        "architecture": result.architecture,
+        "compiled": result.compiled,
+        "requirements": list(result.requirements),
+        "python_path": [str(path) for path in result.python_path],
+        "manifest": str(result.manifest),
+        "ephemeral_storage": result.ephemeral_storage,
+        "databases": [
+            {
+                "name": d.name,
+                "file": d.file,
+                "size": d.size,
+                "sha256": d.sha256,
+                "location": d.location,
+                "s3_key": d.s3_key,
+                "reason": d.reason,
+            }
+            for d in result.databases
+        ],
+        "warnings": [*built.warnings, *result.warnings],
+        "build": build_json(built, build_seconds),
+        "seconds": round(elapsed, 3),
+    }
+
+
+def _artifact_json(artifact: Artifact) -> dict[str, Any]:
+    return {
+        "role": artifact.role,
+        "path": str(artifact.zip_path),
+        "directory": str(artifact.directory),
+        "sha256": artifact.sha256,
+        "zipped_size": artifact.zipped_size,
+        "unzipped_size": artifact.unzipped_size,
+        "reused": artifact.reused,
+    }
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _size(size: int) -> str:

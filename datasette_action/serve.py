@@ -228,7 +228,7 @@ def make_server(function: LocalLambda, port: int, log: Any = None) -> ThreadingH
         def _handle(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            host = self.headers.get("host") or f"127.0.0.1:{self.server.server_address[1]}"
+            host = self.headers.get("host") or f"127.0.0.1:{port}"
             started = time.perf_counter()
             event = function_url_event(
                 self.command, self.path, list(self.headers.items()), body, host=host,
