@@ -7,6 +7,8 @@ A `UserError` becomes one line, "Error: <file>:<line>: <message>", and exit stat
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ from datasette_action.build import BuildResult, build
 from datasette_action.config import DEFAULT_CONFIG_NAME, load_config
 from datasette_action.errors import UserError
 from datasette_action.package import PackageResult, package
+from datasette_action.serve import local_lambda, make_server
 from datasette_action.zips import Artifact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -145,6 +148,39 @@ def package_command(config_path: Path, as_json: bool) -> None:
     click.echo(describe_package(result, elapsed), err=True)
     if as_json:
         click.echo(json.dumps(package_json(result, built, elapsed, build_seconds), indent=2))
+
+
+@cli.command(name="serve")
+@common_options
+@click.option("-p", "--port", default=8001, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+def serve_command(config_path: Path, as_json: bool, port: int) -> None:
+    """Build, package, then serve the packaged bundle on localhost through the Lambda handler."""
+    config = load_config(config_path)
+    built = build(config, log=_log)
+    result = package(config, built, log=_log)
+    for warning in (*built.warnings, *result.warnings):
+        click.echo(f"Warning: {warning}", err=True)
+    with local_lambda(result, env=_passed_secrets()) as function:
+        server = make_server(function, port, log=_log)
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        click.echo(
+            f"Serving {result.function.zip_path.name} + {result.layer.zip_path.name} at {url}", err=True
+        )
+        click.echo("Each request runs the Lambda handler in a separate process. Ctrl-C stops.", err=True)
+        if as_json:
+            click.echo(json.dumps({"url": url, "handler": result.handler}), nl=True)
+            sys.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
+        finally:
+            server.server_close()
+
+
+def _passed_secrets() -> dict[str, str]:
+    """Run-time secrets the function would get from its environment, passed through."""
+    return {name: value for name, value in os.environ.items() if name == "DATASETTE_SECRET"}
 
 
 def describe_package(result: PackageResult, elapsed: float) -> str:

@@ -31,12 +31,13 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 from datasette_action.errors import UserError
+from datasette_action.package import PackageResult
+from datasette_action.pyc import find_interpreter
 
 # The bundle's own runner: reads one JSON event per line on stdin, writes one JSON response
 # per line on stdout (entrypoint/local_runner.py).
 _BOOTSTRAP = (
-    "import sys; sys.path[:0] = {paths!r}; "
-    "from entrypoint.local_runner import main; main()"
+    "import sys; sys.path[:0] = {paths!r}; from entrypoint.local_runner import main; raise SystemExit(main())"
 )
 
 
@@ -53,14 +54,14 @@ def find_python(version: str) -> Path:
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
     if version == current:
         return Path(sys.executable)
-    found = shutil.which(f"python{version}")
+    found = find_interpreter(version)
     if found is None:
         raise UserError(
             f"running the bundle locally needs Python {version}, the Lambda runtime's version"
             f" (lambda.python), and python{version} is not on PATH; install it (for example with"
             f" actions/setup-python or pyenv) or set lambda.python to {current}"
         )
-    return Path(found)
+    return found
 
 
 @contextmanager
@@ -138,6 +139,8 @@ class LocalLambda:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
 
 
 def function_url_event(
@@ -219,6 +222,27 @@ def http_response(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]],
     return status, headers, data
 
 
+@contextmanager
+def local_lambda(result: PackageResult, env: dict[str, str] | None = None) -> Iterator[LocalLambda]:
+    """The packaged function running locally from its own zips, as Lambda would run it.
+
+    Databases that were placed in S3 are put where the entry point caches its S3 downloads
+    (a temporary directory standing in for /tmp), so it finds them with the right sha256.
+    """
+    zips = [(result.function.zip_path, ""), (result.layer.zip_path, "python")]
+    with unpacked(zips) as paths, tempfile.TemporaryDirectory(prefix="datasette-lambda-tmp-") as tmp:
+        for database in result.databases:
+            if database.location == "s3":
+                shutil.copyfile(database.path, Path(tmp) / database.file)
+        bundle = Bundle(paths=paths, python=find_python(result.python))
+        environment = {"DATASETTE_LAMBDA_TMP": tmp, "DATASETTE_DATA_BUCKET": "local", **(env or {})}
+        function = LocalLambda(bundle, environment)
+        try:
+            yield function
+        finally:
+            function.close()
+
+
 def make_server(function: LocalLambda, port: int, log: Any = None) -> ThreadingHTTPServer:
     """An HTTP server on 127.0.0.1:port (0 picks a free port) in front of `function`."""
 
@@ -231,7 +255,11 @@ def make_server(function: LocalLambda, port: int, log: Any = None) -> ThreadingH
             host = self.headers.get("host") or f"127.0.0.1:{port}"
             started = time.perf_counter()
             event = function_url_event(
-                self.command, self.path, list(self.headers.items()), body, host=host,
+                self.command,
+                self.path,
+                list(self.headers.items()),
+                body,
+                host=host,
                 source_ip=self.client_address[0],
             )
             try:

@@ -1,0 +1,279 @@
+"""The packaged bundle, run as Lambda would run it: a fresh Python process of the target version
+with only the bundle's two trees (unpacked from the very zips that would be uploaded) on
+sys.path, fed function URL, HTTP API and REST events; then `datasette-lambda serve` over real
+HTTP, and a page opened in headless Chromium.
+
+One real `package` run per session (pip for the Lambda platform, from PyPI with pip's cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from datasette_action.build import BuildResult, build
+from datasette_action.config import load_config
+from datasette_action.package import PackageResult, package
+from datasette_action.serve import LocalLambda, function_url_event, local_lambda, make_server
+from entrypoint import events
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "example"
+# A tiny PNG (1x1), to prove binary static files survive the base64 round trip.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+@dataclass(frozen=True)
+class Packaged:
+    root: Path
+    built: BuildResult
+    result: PackageResult
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
+    """The example project plus a database with a table named "rates/2020" and static files."""
+    root = tmp_path_factory.mktemp("serve") / "project"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".datasette-lambda"))
+    (root / "data" / "rates.csv").write_text("year,rate\n2020,1.5\n2021,2.25\n")
+    (root / "static").mkdir()
+    (root / "static" / "site.css").write_text("body { background: #fafafa; }\n")
+    (root / "static" / "pixel.png").write_bytes(PNG)
+    # the example config, plus a database whose table name holds a "/", plus static files
+    config_text = (root / "datasette-lambda.yml").read_text()
+    config_text = config_text.replace(
+        "\nmetadata: metadata.yml",
+        '\n  extras:\n    tables:\n      "rates/2020":\n        source: data/rates.csv\nmetadata: metadata.yml',
+    ).replace("\ndatasette:\n", "\ndatasette:\n  static: {assets: static}\n")
+    (root / "datasette-lambda.yml").write_text(config_text)
+    config = load_config(root / "datasette-lambda.yml")
+    built = build(config)
+    return Packaged(root, built, package(config, built))
+
+
+@pytest.fixture(scope="session")
+def function(packaged: Packaged) -> Iterator[LocalLambda]:
+    with local_lambda(packaged.result) as running:
+        yield running
+
+
+def get(function: LocalLambda, event: dict[str, Any]) -> tuple[int, dict[str, list[str]], bytes]:
+    response = function.invoke(event)
+    return response["statusCode"], events.response_headers(response), events.response_body(response)
+
+
+def test_the_bundle_runs_alone_in_a_fresh_process_of_the_target_python(
+    packaged: Packaged, function: LocalLambda
+) -> None:
+    status, _, body = get(function, events.function_url_event("GET", "/-/versions.json"))
+    assert status == 200
+    versions = json.loads(body)
+    assert versions["python"]["version"].startswith(packaged.result.python + ".")
+    # nothing from this machine's site-packages: the datasette running is the bundle's
+    status, _, body = get(function, events.function_url_event("GET", "/-/versions.json"))
+    assert "/site-packages/" not in body.decode()
+
+
+def test_every_database_and_table_page_answers_a_function_url_event(
+    packaged: Packaged, function: LocalLambda
+) -> None:
+    status, _, body = get(function, events.function_url_event("GET", "/"))
+    assert status == 200 and b"Example US data" in body
+    for database in packaged.built.databases:
+        status, _, _ = get(function, events.function_url_event("GET", f"/{database.name}"))
+        assert status == 200, database.name
+        for table in database.tables:
+            path = f"/{database.name}/{tilde(table.name)}"
+            status, _, body = get(function, events.function_url_event("GET", path))
+            assert status == 200, path
+            status, headers, body = get(
+                function, events.function_url_event("GET", path + ".json", query="_shape=objects")
+            )
+            assert status == 200, path
+            assert len(json.loads(body)["rows"]) == min(table.rows, 50)
+            status, headers, body = get(function, events.function_url_event("GET", path + ".csv"))
+            assert status == 200, path
+            assert headers["content-type"][0].startswith("text/plain") or "csv" in headers["content-type"][0]
+            assert body.decode().count("\n") == min(table.rows, 50) + 1
+
+
+def test_sql_queries_static_files_and_the_database_download(
+    packaged: Packaged, function: LocalLambda
+) -> None:
+    status, _, body = get(
+        function,
+        events.function_url_event(
+            "GET", "/census.json", query="sql=select+count(*)+as+n+from+counties&_shape=array"
+        ),
+    )
+    assert status == 200 and json.loads(body) == [{"n": 9}]
+    status, _, body = get(function, events.function_url_event("GET", "/assets/pixel.png"))
+    assert status == 200 and body == PNG
+    status, headers, body = get(function, events.function_url_event("GET", "/assets/site.css"))
+    assert status == 200 and b"background" in body
+    status, _, body = get(function, events.function_url_event("GET", "/census.db"))
+    census = next(d for d in packaged.built.databases if d.name == "census")
+    assert status == 200 and body == census.path.read_bytes()
+
+
+def test_a_table_with_a_slash_in_its_name_requested_as_percent_2f(function: LocalLambda) -> None:
+    status, headers, _ = get(function, events.function_url_event("GET", "/extras/rates%2F2020"))
+    assert status in (301, 302) and headers["location"][0].endswith("/extras/rates~2F2020")
+    status, _, body = get(
+        function, events.function_url_event("GET", "/extras/rates~2F2020.json", query="_shape=array")
+    )
+    assert status == 200 and json.loads(body) == [
+        {"rowid": 1, "year": 2020, "rate": 1.5},
+        {"rowid": 2, "year": 2021, "rate": 2.25},
+    ]
+
+
+def test_http_api_and_rest_events_reach_the_same_site(function: LocalLambda) -> None:
+    status, _, body = get(
+        function, events.http_api_event("GET", "/census/counties.json", query="_shape=array")
+    )
+    assert status == 200 and len(json.loads(body)) == 9
+    status, _, body = get(function, events.rest_event("GET", "/census/counties", stage="prod"))
+    assert status == 200
+    page = body.decode()
+    assert 'href="/prod/census"' in page or 'href="/prod/census/' in page
+    assert "/prod/prod/" not in page
+
+
+def test_the_serve_http_server_turns_requests_into_events(function: LocalLambda) -> None:
+    server = make_server(function, 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(
+            f"{base}/census/counties.json?_shape=array&_facet=state&_facet=seat"
+        ) as r:
+            assert r.status == 200
+            assert len(json.load(r)) == 9
+        with urllib.request.urlopen(f"{base}/assets/pixel.png") as r:
+            assert r.read() == PNG
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{base}/no-such-database")
+        assert missing.value.code == 404
+        missing.value.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_function_url_events_keep_the_raw_path_and_split_cookies() -> None:
+    event = function_url_event(
+        "GET",
+        "/db/a%2Fb?x=1&x=2",
+        [("Cookie", "a=1; b=2"), ("Accept", "text/html"), ("Accept", "*/*")],
+        b"",
+        host="127.0.0.1:8001",
+    )
+    assert event["rawPath"] == "/db/a%2Fb"
+    assert event["rawQueryString"] == "x=1&x=2"
+    assert event["queryStringParameters"] == {"x": "1,2"}
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert event["headers"]["accept"] == "text/html,*/*"
+    assert "cookie" not in event["headers"]
+
+
+def test_serve_command_serves_the_example(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".datasette-lambda"))
+    with subprocess.Popen(
+        [sys.executable, "-m", "datasette_action", "serve", "--port", "0", "--json"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            url = json.loads(line)["url"]
+            with urllib.request.urlopen(url + "census/states.json?_shape=array") as r:
+                assert [row["code"] for row in json.load(r)][:2] == ["AL", "AZ"]
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def tilde(name: str) -> str:
+    """Datasette's tilde encoding of a table name in a URL."""
+    from urllib.parse import quote
+
+    safe = "".join(c if c.isalnum() or c in "_-" else quote(c, safe="").replace("%", "~") for c in name)
+    return safe
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    chromium() is None and not os.environ.get("CI"), reason="Debian's chromium is not installed"
+)
+def test_a_browser_follows_a_link_from_the_index_to_a_table(function: LocalLambda, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium()
+    assert executable, "CI installs chromium (.ci/run): it must be there"
+    server = make_server(function, 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=executable,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
+            page = browser.new_page()
+            stylesheets: list[int] = []
+            page.on(
+                "response",
+                lambda r: stylesheets.append(r.status) if urlsplit(r.url).path.endswith(".css") else None,
+            )
+            page.goto(base + "/")
+            assert page.title().startswith("Example US data")
+            page.click("text=census")
+            page.click("a[href='/census/counties']")
+            page.wait_for_load_state("load")
+            assert page.url == base + "/census/counties"
+            assert page.locator("table.rows-and-columns tbody tr").count() == 9
+            assert stylesheets and all(status == 200 for status in stylesheets)
+            # Datasette's stylesheet really applied: its table cells have padding
+            padding = page.eval_on_selector("table.rows-and-columns td", "e => getComputedStyle(e).padding")
+            assert padding not in ("", "0px")
+            screenshot = tmp_path / "counties.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 10_000
+            shutil.copyfile(screenshot, Path(os.environ.get("SCREENSHOT_DIR", tmp_path)) / "counties.png")
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
