@@ -124,7 +124,7 @@ def test_sql_queries_static_files_and_the_database_download(
     assert status == 200 and json.loads(body) == [{"n": 9}]
     status, _, body = get(function, events.function_url_event("GET", "/assets/pixel.png"))
     assert status == 200 and body == PNG
-    status, headers, body = get(function, events.function_url_event("GET", "/assets/site.css"))
+    status, _, body = get(function, events.function_url_event("GET", "/assets/site.css"))
     assert status == 200 and b"background" in body
     status, _, body = get(function, events.function_url_event("GET", "/census.db"))
     census = next(d for d in packaged.built.databases if d.name == "census")
