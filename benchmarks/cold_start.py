@@ -223,7 +223,9 @@ def pip_tree() -> Path:
         return tree
     shutil.rmtree(tree, ignore_errors=True)
     log("pip install for the naive bundle: " + " ".join(argv[3:]))
-    subprocess.run(argv, check=True)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"pip failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
     marker.write_text(json.dumps({"argv": argv[1:]}))
     return tree
 
@@ -337,7 +339,7 @@ def measure_cold(
     before = pyc_files(trees)
     if any(bundles["naive"][1][0] in path.parents for path in before):
         raise SystemExit("the naive tree has .pyc files")
-    for name, (module, paths) in bundles.items():  # untimed: fills the page cache, checks answers
+    for module, paths in bundles.values():  # untimed: fills the page cache, checks answers
         cold_run(interpreter, module, events, paths)
     runs: dict[str, list[list[float]]] = {name: [] for name in bundles}
     names = list(bundles)

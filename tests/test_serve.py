@@ -277,3 +277,25 @@ def test_a_browser_follows_a_link_from_the_index_to_a_table(function: LocalLambd
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_datasette_1_0_alpha_bundle_serves_warm_requests(tmp_path: Path) -> None:
+    """Datasette 1.0 alphas take settings through config= and close their databases on lifespan
+    shutdown: the bundle must answer a second, warm request too (FACTS: lifespan trap)."""
+    (tmp_path / "data.csv").write_text("id,name\n1,one\n2,two\n")
+    (tmp_path / "datasette-lambda.yml").write_text(
+        "stack: alpha\n"
+        "databases:\n  d:\n    tables:\n      t: {source: data.csv, pk: id}\n"
+        'datasette:\n  version: "1.0a41"\n  settings: {default_page_size: 1}\n'
+    )
+    config = load_config(tmp_path / "datasette-lambda.yml")
+    result = package(config, build(config))
+    assert "datasette==1.0a41" in result.requirements
+    with local_lambda(result) as running:
+        for _ in range(2):  # cold, then warm
+            status, _, body = get(running, events.function_url_event("GET", "/d/t.json"))
+            assert status == 200, body[:500]
+            data = json.loads(body)
+            assert data["rows"] == [{"id": 1, "name": "one"}]  # default_page_size reached it
+        status, _, body = get(running, events.function_url_event("GET", "/-/versions.json"))
+        assert json.loads(body)["datasette"]["version"] == "1.0a41"
