@@ -123,6 +123,48 @@ class LambdaConfig:
     reserved_concurrency: int | None = None
 
 
+FRONTENDS = ("function_url", "http_api")
+# CloudWatch Logs' allowed retention periods, in days.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    frontend: str = "function_url"  # or "http_api" (API Gateway v2)
+    bucket: str | None = None  # an existing bucket for artifacts; None: a bootstrap stack makes one
+    log_retention_days: int = 30
+    tags: Mapping[str, str] = field(default_factory=dict)
+    # Environment variables read at deploy time and given to the function (never to the template
+    # or the bundle): plugin secrets referenced from metadata with {"$env": "NAME"}.
+    secrets: tuple[str, ...] = ()
+    health_check: bool = True
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -135,6 +177,7 @@ class Config:
     datasette: DatasetteConfig
     lambda_: LambdaConfig = field(default_factory=LambdaConfig)
     build_dir: Path = Path(".datasette-lambda")
+    deploy: DeployConfig = field(default_factory=DeployConfig)
 
     @property
     def databases_dir(self) -> Path:
@@ -260,7 +303,7 @@ class _Parser:
         top = self.mapping(
             self.loaded.value,
             (),
-            ("stack", "region", "databases", "metadata", "datasette", "lambda", "build_dir"),
+            ("stack", "region", "databases", "metadata", "datasette", "lambda", "build_dir", "deploy"),
             required=("stack", "databases"),
         )
         stack = self.string(top["stack"], ("stack",), "a stack name")
@@ -288,6 +331,60 @@ class _Parser:
             datasette=self.datasette(top.get("datasette")),
             lambda_=self.lambda_(top.get("lambda")),
             build_dir=build_dir,
+            deploy=self.deploy(top.get("deploy")),
+        )
+
+    def deploy(self, value: Any) -> DeployConfig:
+        path: KeyPath = ("deploy",)
+        body = self.mapping(
+            {} if value is None else value,
+            path,
+            ("frontend", "bucket", "log_retention_days", "tags", "secrets", "health_check"),
+        )
+        defaults = DeployConfig()
+        bucket = None
+        if body.get("bucket") is not None:
+            bucket = self.string(body["bucket"], (*path, "bucket"), "an S3 bucket name")
+            if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+                raise self.fail(
+                    (*path, "bucket"),
+                    f"'{bucket}' is not a valid S3 bucket name; use 3 to 63 lower-case letters,"
+                    " digits, dots and hyphens, starting and ending with a letter or digit",
+                )
+        retention = body.get("log_retention_days", defaults.log_retention_days)
+        if type(retention) is not int or retention not in LOG_RETENTION_DAYS:
+            raise self.fail(
+                (*path, "log_retention_days"),
+                f"{_show(retention)} is not a retention CloudWatch Logs offers; choose one of:"
+                f" {', '.join(map(str, LOG_RETENTION_DAYS))}",
+            )
+        tags: dict[str, str] = {}
+        raw_tags = body.get("tags") or {}
+        if not isinstance(raw_tags, dict):
+            raise self.fail((*path, "tags"), f"expected a mapping of tag: value, got {_show(raw_tags)}")
+        for key, tag_value in raw_tags.items():
+            if isinstance(tag_value, bool) or not isinstance(tag_value, (str, int, float)):
+                raise self.fail((*path, "tags", key), f"expected a text value, got {_show(tag_value)}")
+            tags[key] = str(tag_value)
+        secrets: tuple[str, ...] = ()
+        if "secrets" in body:
+            secrets = self.string_list(body["secrets"], (*path, "secrets"), "an environment variable name")
+            for index, name in enumerate(secrets):
+                if not ENV_NAME.fullmatch(name):
+                    raise self.fail(
+                        (*path, "secrets", index),
+                        f"'{name}' is not an environment variable name (letters, digits, _)",
+                    )
+        health_check = body.get("health_check", defaults.health_check)
+        if not isinstance(health_check, bool):
+            raise self.fail((*path, "health_check"), f"expected true or false, got {_show(health_check)}")
+        return DeployConfig(
+            frontend=self.choice(body.get("frontend", defaults.frontend), (*path, "frontend"), FRONTENDS),
+            bucket=bucket,
+            log_retention_days=retention,
+            tags=tags,
+            secrets=secrets,
+            health_check=health_check,
         )
 
     def databases(self, value: Any) -> tuple[DatabaseConfig, ...]:

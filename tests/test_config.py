@@ -521,7 +521,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path: Path
     path, message = fails(tmp_path, BASE + "colour: blue\n")
     assert message == (
         f"{path}:6: unknown key 'colour' at the top level; allowed keys:"
-        " build_dir, databases, datasette, lambda, metadata, region, stack"
+        " build_dir, databases, datasette, deploy, lambda, metadata, region, stack"
     )
 
 
@@ -586,7 +586,7 @@ def test_empty_config_file(tmp_path: Path) -> None:
     path, message = fails(tmp_path, "# nothing yet\n")
     assert message == (
         f"{path}:1: the top level: expected a mapping of keys"
-        " (stack, region, databases, metadata, datasette, lambda, build_dir), got nothing"
+        " (stack, region, databases, metadata, datasette, lambda, build_dir, deploy), got nothing"
     )
 
 
@@ -594,7 +594,7 @@ def test_config_that_is_a_list(tmp_path: Path) -> None:
     path, message = fails(tmp_path, "- stack: s\n")
     assert message == (
         f"{path}:1: the top level: expected a mapping of keys"
-        " (stack, region, databases, metadata, datasette, lambda, build_dir), got a list"
+        " (stack, region, databases, metadata, datasette, lambda, build_dir, deploy), got a list"
     )
 
 
