@@ -1,0 +1,39 @@
+"""Keep the README honest: every config key and every command is documented there."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from datasette_action import config
+from datasette_action.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def config_keys() -> set[str]:
+    """Every key the config parser accepts: the `allowed` tuples of its `mapping(...)` calls."""
+    tree = ast.parse(Path(config.__file__).read_text(encoding="utf-8"))
+    keys: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "mapping":
+            allowed = node.args[2]
+            if isinstance(allowed, ast.Tuple):
+                keys.update(e.value for e in allowed.elts if isinstance(e, ast.Constant))
+    return keys
+
+
+def test_the_parser_accepts_the_keys_we_look_for() -> None:
+    assert {"stack", "tables", "foreign_keys", "reserved_concurrency", "frontend"} <= config_keys()
+
+
+def test_every_config_key_is_in_the_readme_config_section() -> None:
+    section = README.split("## The config file", 1)[1].split("\n## ", 1)[0]
+    missing = sorted(key for key in config_keys() if f"{key}:" not in section and f"`{key}`" not in section)
+    assert not missing, f"config keys missing from the README's config section: {missing}"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    missing = sorted(name for name in cli.commands if f"datasette-lambda {name}" not in README)
+    assert not missing, f"commands missing from the README: {missing}"
