@@ -740,6 +740,7 @@ RUNNER = textwrap.dedent(
         ureg = getattr(base, "ureg", None)  # Datasette 1.0 alphas have no units
         probe = {"registry": type(ureg).__name__, "built_before": getattr(ureg, "built", None)}
         if ureg is not None:
+            probe["pint_imported_before"] = "datasette.vendored.pint" in sys.modules
             from entrypoint.events import function_url_event
             from entrypoint.handler import handler
             event = function_url_event("GET", "/fixtures/places.json", query="distance__gt=2km")
@@ -801,6 +802,7 @@ def test_fresh_process(lambda_root: Path) -> None:
         assert probe == {
             "registry": "LazyUnitRegistry",
             "built_before": False,
+            "pint_imported_before": False,  # not even imported until a unit filter needs it
             "units": 2,
             "built_after": True,
         }
