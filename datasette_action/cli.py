@@ -18,10 +18,23 @@ import click
 
 from datasette_action import __version__
 from datasette_action.build import BuildResult, build
-from datasette_action.config import DEFAULT_CONFIG_NAME, load_config
+from datasette_action.checks import lint_template, smoke_test
+from datasette_action.config import DEFAULT_CONFIG_NAME, Config, load_config
+from datasette_action.deploy import (
+    ChangeSet,
+    DeployOptions,
+    DeployResult,
+    DestroyResult,
+    PlanResult,
+    deploy,
+    destroy,
+    plan,
+)
 from datasette_action.errors import UserError
 from datasette_action.package import PackageResult, package
+from datasette_action.report import plan_markdown
 from datasette_action.serve import local_lambda, make_server
+from datasette_action.template import render_template
 from datasette_action.zips import Artifact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -240,6 +253,280 @@ def _artifact_json(artifact: Artifact) -> dict[str, Any]:
         "unzipped_size": artifact.unzipped_size,
         "reused": artifact.reused,
     }
+
+
+def _build_and_package(config: Config) -> tuple[BuildResult, PackageResult]:
+    started = time.perf_counter()
+    built = build(config, log=_log)
+    click.echo(describe_build(built, time.perf_counter() - started), err=True)
+    result = package(config, built, log=_log)
+    for warning in (*built.warnings, *result.warnings):
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(describe_package(result, time.perf_counter() - started), err=True)
+    return built, result
+
+
+endpoint_option = click.option(
+    "--endpoint-url",
+    metavar="URL",
+    help="Send every AWS call to this endpoint (e.g. a local moto server); default: AWS_ENDPOINT_URL, else AWS.",
+)
+
+
+@cli.command(name="deploy")
+@common_options
+@endpoint_option
+@click.option("--no-health-check", is_flag=True, help="Do not request the site after deploying.")
+@click.pass_context
+def deploy_command(
+    ctx: click.Context, config_path: Path, as_json: bool, endpoint_url: str | None, no_health_check: bool
+) -> None:
+    """Build, package and deploy the site to AWS with CloudFormation."""
+    config = load_config(config_path)
+    _built, result = _build_and_package(config)
+    options = DeployOptions(endpoint_url=endpoint_url, health_check=not no_health_check, log=_log)
+    outcome = deploy(config, result, render_template(config, result), options)
+    click.echo(describe_deploy(outcome), err=True)
+    if as_json:
+        click.echo(json.dumps(deploy_json(outcome), indent=2))
+    health = outcome.health
+    if health is not None and not health.ok:
+        click.echo(
+            f"Error: the stack deployed, but the site does not answer: GET {health.url} ->"
+            f" {health.status or health.error}; see the function's logs in CloudWatch"
+            f" (/aws/lambda/{outcome.function_name})",
+            err=True,
+        )
+        ctx.exit(1)
+
+
+def describe_deploy(result: DeployResult) -> str:
+    if result.changed:
+        head = f"Deployed {result.stack} ({result.seconds:.1f} s)"
+    else:
+        head = f"{result.stack} is up to date: the change set was empty ({result.seconds:.1f} s)"
+    lines = [head]
+    if result.recreated:
+        lines.append("  (the stack had failed its first create: it was deleted and created again)")
+    sent = result.bytes_uploaded
+    lines.append(f"  uploaded  {_size(sent)} ({sum(a.uploaded for a in result.artifacts)} object(s))")
+    for upload in result.artifacts:
+        state = "uploaded" if upload.uploaded else "reused"
+        lines.append(f"    {upload.role:<10} {state:<8} {_size(upload.size):>9}  {upload.key}")
+    if result.url:
+        lines.append(f"  url       {result.url}")
+    lines.append(f"  function  {result.function_name}")
+    lines.append(f"  bucket    {result.bucket}")
+    if result.health is not None:
+        health = result.health
+        status = health.status if health.status is not None else f"no answer ({health.error})"
+        lines.append(f"  health    GET {health.url} -> {status} in {health.seconds:.2f} s")
+    return "\n".join(lines)
+
+
+def deploy_json(result: DeployResult) -> dict[str, Any]:
+    health = result.health
+    return {
+        "stack": result.stack,
+        "region": result.region,
+        "url": result.url,
+        "function_name": result.function_name,
+        "bucket": result.bucket,
+        "changed": result.changed,
+        "recreated": result.recreated,
+        "bytes_uploaded": result.bytes_uploaded,
+        "artifacts": [
+            {
+                "role": u.role,
+                "key": u.key,
+                "sha256": u.sha256,
+                "status": "uploaded" if u.uploaded else "reused",
+                "bytes": u.size,
+            }
+            for u in result.artifacts
+        ],
+        "change_set": _change_set_json(result.change_set),
+        "health": None
+        if health is None
+        else {
+            "url": health.url,
+            "status": health.status,
+            "ok": health.ok,
+            "seconds": round(health.seconds, 3),
+        },
+        "outputs": dict(result.outputs),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def _change_set_json(change_set: ChangeSet) -> dict[str, Any]:
+    return {
+        "name": change_set.name,
+        "type": change_set.kind,
+        "empty": change_set.empty,
+        "changes": [
+            {
+                "action": c.action,
+                "logical_id": c.logical_id,
+                "resource_type": c.resource_type,
+                "replacement": c.replacement,
+            }
+            for c in change_set.changes
+        ],
+    }
+
+
+@cli.command(name="plan")
+@common_options
+@endpoint_option
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the Markdown report (default: <build_dir>/plan.md).",
+)
+@click.pass_context
+def plan_command(
+    ctx: click.Context, config_path: Path, as_json: bool, endpoint_url: str | None, report_path: Path | None
+) -> None:
+    """Show what deploy would change, without changing anything; offline without credentials."""
+    config = load_config(config_path)
+    _built, result = _build_and_package(config)
+    template = render_template(config, result)
+    lint = lint_template(template, config.region)
+    smoke = smoke_test(result)
+    if smoke.skipped:
+        click.echo(f"Warning: smoke test {smoke.skipped}", err=True)
+    outcome = plan(config, result, template, DeployOptions(endpoint_url=endpoint_url, log=_log))
+    markdown = plan_markdown(outcome, result, lint, smoke)
+    target = report_path or config.build_dir / "plan.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(markdown, encoding="utf-8")
+    click.echo(markdown, err=True)
+    click.echo(f"Report written to {target}", err=True)
+    errors = [p for p in lint if p.severity == "error"]
+    if as_json:
+        click.echo(
+            json.dumps(plan_json(outcome, target, len(errors), smoke.ok or bool(smoke.skipped)), indent=2)
+        )
+    if errors or not (smoke.ok or smoke.skipped):
+        problems = [f"cfn-lint found {len(errors)} error(s)"] if errors else []
+        problems += [] if smoke.ok or smoke.skipped else ["the bundle failed its smoke test"]
+        click.echo(f"Error: {' and '.join(problems)}; see {target}", err=True)
+        ctx.exit(1)
+
+
+def plan_json(result: PlanResult, report: Path, lint_errors: int, smoke_ok: bool) -> dict[str, Any]:
+    return {
+        "stack": result.stack,
+        "online": result.online,
+        "note": result.note,
+        "stack_status": result.stack_status,
+        "changes_from": result.changes_from,
+        "changes": [
+            {
+                "action": c.action,
+                "logical_id": c.logical_id,
+                "resource_type": c.resource_type,
+                "replacement": c.replacement,
+            }
+            for c in result.changes
+        ],
+        "artifacts": [
+            {"role": a.role, "key": a.key, "sha256": a.sha256, "bytes": a.size, "in_bucket": a.in_bucket}
+            for a in result.artifacts
+        ],
+        "lint_errors": lint_errors,
+        "smoke_test_ok": smoke_ok,
+        "report": str(report),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+@cli.command(name="destroy")
+@common_options
+@endpoint_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def destroy_command(config_path: Path, as_json: bool, endpoint_url: str | None, yes: bool) -> None:
+    """Delete the site: its stack, the artifacts this tool uploaded and the bootstrap stack."""
+    config = load_config(config_path)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(
+                f"destroy deletes the stack {config.stack} and its artifacts; pass --yes to confirm"
+            )
+        click.confirm(
+            f"Delete the stack {config.stack}, its artifacts and its bootstrap stack?", abort=True, err=True
+        )
+    outcome = destroy(config, DeployOptions(endpoint_url=endpoint_url, log=_log))
+    click.echo(describe_destroy(outcome), err=True)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "stack": outcome.stack,
+                    "stack_deleted": outcome.stack_deleted,
+                    "bucket": outcome.bucket,
+                    "objects_deleted": outcome.objects_deleted,
+                    "bootstrap_deleted": outcome.bootstrap_deleted,
+                    "seconds": round(outcome.seconds, 3),
+                },
+                indent=2,
+            )
+        )
+
+
+def describe_destroy(result: DestroyResult) -> str:
+    if not result.stack_deleted and not result.bootstrap_deleted and not result.objects_deleted:
+        return f"Nothing to delete: there is no stack {result.stack} in {result.region}"
+    lines = [f"Destroyed {result.stack} ({result.seconds:.1f} s)"]
+    lines.append(f"  stack            {'deleted' if result.stack_deleted else 'not found'}")
+    if result.bucket:
+        lines.append(f"  objects deleted  {result.objects_deleted} from {result.bucket}")
+    if result.bootstrap_deleted:
+        lines.append("  bootstrap stack  deleted (with its bucket)")
+    return "\n".join(lines)
+
+
+@cli.command(name="local-aws")
+@click.option("-p", "--port", default=5000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the endpoint and the environment to use as one JSON object on stdout, once listening.",
+)
+def local_aws_command(port: int, as_json: bool) -> None:
+    """Run a stand-in for AWS on localhost (moto) that also serves deployed function URLs."""
+    import signal
+    import threading
+
+    try:
+        from datasette_action.local_aws import start_local_aws
+    except ModuleNotFoundError as error:  # moto (or its server's dependencies) is an optional extra
+        if (error.name or "").partition(".")[0] in ("datasette_action", "entrypoint"):
+            raise
+        raise UserError(
+            f"local-aws needs moto's server (missing module {error.name!r}):"
+            " pip install 'datasette-lambda-action[local]'"
+        ) from None
+    with start_local_aws(port, log=_log) as aws:
+        hint = " ".join(f"{name}={value}" for name, value in aws.environment.items())
+        click.echo(f"Local AWS (moto) at {aws.endpoint_url}", err=True)
+        click.echo(f"Use it with: export {hint}", err=True)
+        click.echo("  (dummy credentials: moto accepts any; no AWS account is involved)", err=True)
+        click.echo("Function URLs and HTTP APIs it creates are served on 127.0.0.1. Ctrl-C stops.", err=True)
+        if as_json:
+            click.echo(json.dumps({"endpoint_url": aws.endpoint_url, "environment": aws.environment}))
+            sys.stdout.flush()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        click.echo("stopped", err=True)
 
 
 def _log(message: str) -> None:

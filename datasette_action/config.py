@@ -111,6 +111,7 @@ class DatasetteConfig:
     static: tuple[StaticMount, ...]
     templates: Path | None
     plugins_dir: Path | None
+    version_note: str | None = None  # shown on /-/versions, as `datasette serve --version-note`
 
 
 @dataclass(frozen=True)
@@ -566,7 +567,7 @@ class _Parser:
         body = self.mapping(
             {} if value is None else value,
             path,
-            ("version", "settings", "plugins", "static", "templates", "plugins_dir"),
+            ("version", "settings", "plugins", "static", "templates", "plugins_dir", "version_note"),
         )
         version = None
         if "version" in body:
@@ -611,7 +612,10 @@ class _Parser:
             if "plugins_dir" in body
             else None
         )
-        return DatasetteConfig(version, settings, plugins, static, templates, plugins_dir)
+        version_note = None
+        if body.get("version_note") is not None:
+            version_note = self.string(body["version_note"], (*path, "version_note"), "a note (text)")
+        return DatasetteConfig(version, settings, plugins, static, templates, plugins_dir, version_note)
 
     def settings(self, value: Any, path: KeyPath) -> dict[str, Any]:
         body = self.mapping({} if value is None else value, path, tuple(DATASETTE_SETTINGS))

@@ -44,3 +44,21 @@ class BuildError(UserError):
 
 class PackageError(UserError):
     """The Lambda bundle cannot be made: a dependency has no wheel, or a limit would be broken."""
+
+
+class AwsError(UserError):
+    """AWS refused a step of a deploy, plan or destroy, or a stack is in a state that needs a
+    person; the message names the step and how to fix it."""
+
+
+class CredentialsError(AwsError):
+    """No usable AWS credentials (or region): nothing was sent to AWS beyond asking who we are."""
+
+
+class StackFailedError(AwsError):
+    """CloudFormation could not apply the change set; the message lists the failing resources."""
+
+
+class InputError(UserError):
+    """An input of the GitHub Action (a `with:` value in the workflow) is invalid; the message
+    names the input, the bad value and what is allowed."""

@@ -300,6 +300,7 @@ def build_manifest(config: Config, inspect_data: dict[str, Any], placement: Plac
         ),
         templates="templates" if config.datasette.templates is not None else None,
         plugins_dir="plugins" if config.datasette.plugins_dir is not None else None,
+        version_note=config.datasette.version_note,
     )
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_plus, urlsplit
 
 from datasette_action.errors import UserError
@@ -40,6 +40,46 @@ _BOOTSTRAP = (
     "import sys; sys.path[:0] = {paths!r}; from entrypoint.local_runner import main; raise SystemExit(main())"
 )
 
+# The same protocol for any Lambda handler setting `module.function`, as Lambda's Python runtime
+# runs it: import the module once, call the function with (event, context) per event. Standard
+# library only (it runs with nothing but the bundle on sys.path). An exception in the handler is
+# printed to stderr and answered as Lambda answers a function URL whose function failed (502).
+_HANDLER_BOOTSTRAP = """\
+import sys
+sys.path[:0] = {paths!r}
+import contextlib, importlib, json, os, traceback, uuid
+
+class Context:
+    def __init__(self):
+        env = os.environ
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.memory_limit_in_mb = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        self.invoked_function_arn = env.get("AWS_LAMBDA_FUNCTION_ARN", "")
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self):
+        return 30000
+
+module_name, _, function_name = {handler!r}.rpartition(".")
+handler = getattr(importlib.import_module(module_name), function_name)
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            response = handler(json.loads(line), Context())
+        text = json.dumps(response)
+    except Exception:
+        traceback.print_exc()
+        text = json.dumps({{"statusCode": 502, "headers": {{"content-type": "application/json"}},
+                           "body": json.dumps({{"Message": "Internal Server Error"}})}})
+    sys.stdout.write(text + "\\n")
+    sys.stdout.flush()
+"""
+
 
 @dataclass(frozen=True)
 class Bundle:
@@ -47,6 +87,15 @@ class Bundle:
 
     paths: tuple[Path, ...]  # function code root first, then the layer's python/ directory
     python: Path  # an interpreter of the target runtime's version
+    # Lambda's Handler setting (`module.function`) to run any handler; None: the bundle's own
+    # runner (entrypoint.local_runner, which calls entrypoint.handler.handler)
+    handler: str | None = None
+
+
+class Invocable(Protocol):
+    """Anything that answers one Lambda event: a LocalLambda, or a router in front of several."""
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def find_python(version: str) -> Path:
@@ -99,7 +148,11 @@ class LocalLambda:
     """The bundle's handler in a separate process, fed one event at a time."""
 
     def __init__(self, bundle: Bundle, env: dict[str, str] | None = None) -> None:
-        code = _BOOTSTRAP.format(paths=[str(p) for p in bundle.paths])
+        paths = [str(p) for p in bundle.paths]
+        if bundle.handler is None:
+            code = _BOOTSTRAP.format(paths=paths)
+        else:
+            code = _HANDLER_BOOTSTRAP.format(paths=paths, handler=bundle.handler)
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
@@ -243,7 +296,7 @@ def local_lambda(result: PackageResult, env: dict[str, str] | None = None) -> It
             function.close()
 
 
-def make_server(function: LocalLambda, port: int, log: Any = None) -> ThreadingHTTPServer:
+def make_server(function: Invocable, port: int, log: Any = None) -> ThreadingHTTPServer:
     """An HTTP server on 127.0.0.1:port (0 picks a free port) in front of `function`."""
 
     class Handler(BaseHTTPRequestHandler):
