@@ -1226,7 +1226,7 @@ def test_plugins_dir_missing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("section", "allowed"),
     [
-        ("datasette", "version, settings, plugins, static, templates, plugins_dir"),
+        ("datasette", "version, settings, plugins, static, templates, plugins_dir, version_note"),
         ("lambda", "python, architecture, memory, timeout, ephemeral_storage, reserved_concurrency"),
     ],
 )

@@ -788,7 +788,9 @@ def test_fresh_process(lambda_root: Path) -> None:
         function_url_event("GET", "/assets/logo.png"),
         function_url_event("GET", "/-/actor.json", cookies=[signed_actor_cookie(SECRET)]),
     ]
-    *responses, probe = run_fresh(lambda_root, [lambda_root, SITE_PACKAGES], events, "units")
+    # REPO too: this project is installed in the dev venv in editable mode (a .pth file, which
+    # -S skips), and Datasette loads its `datasette publish lambda` plugin from the entry point
+    *responses, probe = run_fresh(lambda_root, [lambda_root, SITE_PACKAGES, REPO], events, "units")
     assert [r["statusCode"] for r in responses] == [200, 302, 200, 200, 200, 200]
     assert "Lambda Test Data" in text(responses[0])
     assert response_header(responses[1], "location") == "/prod/fixtures/a~2Fb"
