@@ -62,3 +62,12 @@ class StackFailedError(AwsError):
 class InputError(UserError):
     """An input of the GitHub Action (a `with:` value in the workflow) is invalid; the message
     names the input, the bad value and what is allowed."""
+
+
+class CheckError(UserError):
+    """A plan's offline checks failed: cfn-lint found errors in the template, or the bundle
+    failed its smoke test."""
+
+
+class SiteDownError(AwsError):
+    """The stack deployed, but the site did not answer the health check."""
