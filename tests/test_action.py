@@ -1,0 +1,570 @@
+"""The GitHub Action, run as the runner runs it: `python -m datasette_action.action` in a
+subprocess whose working directory is the workspace, with the INPUT_* variables action.yml sets,
+GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, GITHUB_EVENT_NAME and GITHUB_WORKSPACE. The tests
+read what the runner would: the outputs file, the summary file and the workflow commands on stdout.
+
+Deploy and plan run against a real moto server on loopback (`local_aws`), with dummy credentials
+and the endpoint-url input. action.yml and every workflow (this repository's and the examples)
+are checked with check-jsonschema's built-in schemas and zizmor, offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from datasette_action import action
+from datasette_action.build import build
+from datasette_action.config import load_config
+from datasette_action.local_aws import LocalAws, start_local_aws
+from datasette_action.package import package
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+WORKFLOWS = sorted([*ROOT.glob(".github/workflows/*.yml"), *ROOT.glob("examples/workflows/*.yml")])
+TINY_CONFIG = """\
+stack: tiny-site
+region: us-east-1
+databases:
+  places:
+    tables:
+      cities:
+        source: data/cities.csv
+        pk: id
+"""
+CITIES = "id,name,population\n1,Lyon,522000\n2,Nantes,320000\n"
+# Every variable the AWS credential chain reads, and those of a surrounding GitHub job.
+CLEARED = re.compile(r"(AWS_|INPUT_|GITHUB_|RUNNER_|DATASETTE_SECRET$|MAPBOX_TOKEN$)")
+
+
+@dataclass(frozen=True)
+class ActionRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    outputs: dict[str, str]
+    summary: str
+
+    def commands(self, name: str) -> list[str]:
+        return [line for line in self.stdout.splitlines() if line.startswith(f"::{name}")]
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    """$GITHUB_OUTPUT as the runner reads it: name=value, or name<<DELIMITER ... DELIMITER."""
+    outputs: dict[str, str] = {}
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if "<<" in line:
+            name, delimiter = line.split("<<", 1)
+            end = lines.index(delimiter, index + 1)
+            outputs[name] = "\n".join(lines[index + 1 : end])
+            index = end + 1
+        else:
+            if line:
+                name, _, value = line.partition("=")
+                outputs[name] = value
+            index += 1
+    return outputs
+
+
+def run_action(
+    workspace: Path,
+    inputs: Mapping[str, str] | None = None,
+    *,
+    event: str = "push",
+    env: Mapping[str, str] | None = None,
+) -> ActionRun:
+    runner = workspace.parent / "runner"  # the runner's files live outside the workspace
+    runner.mkdir(exist_ok=True)
+    output, summary = runner / "output.txt", runner / "summary.md"
+    output.write_text("")
+    summary.write_text("")
+    empty = runner / "empty-aws-config"
+    empty.write_text("")
+    environment = {name: value for name, value in os.environ.items() if not CLEARED.match(name)}
+    environment |= {
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_EVENT_NAME": event,
+        "RUNNER_TEMP": str(runner),
+    }
+    environment |= {
+        "INPUT_" + name.upper().replace("-", "_"): value for name, value in (inputs or {}).items()
+    }
+    environment |= env or {}
+    done = subprocess.run(
+        [sys.executable, "-m", "datasette_action.action"],
+        cwd=workspace,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return ActionRun(
+        done.returncode,
+        done.stdout,
+        done.stderr,
+        parse_outputs(output.read_text()),
+        summary.read_text(),
+    )
+
+
+def make_workspace(parent: Path, config: str = TINY_CONFIG, where: str = ".") -> Path:
+    workspace = parent / "workspace"
+    site = workspace / where
+    (site / "data").mkdir(parents=True)
+    (site / "datasette-lambda.yml").write_text(config)
+    (site / "data" / "cities.csv").write_text(CITIES)
+    return workspace
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return make_workspace(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny project packaged once (a real pip run for the Lambda target), so each test's
+    copy finds its dependency layer in the build directory's cache."""
+    workspace = make_workspace(tmp_path_factory.mktemp("packaged"))
+    config = load_config(workspace / "datasette-lambda.yml")
+    package(config, build(config))
+    return workspace
+
+
+def copy_of(workspace: Path, parent: Path) -> Path:
+    target = parent / "copy" / "workspace"
+    shutil.copytree(workspace, target)
+    return target
+
+
+# -- build mode, and what every run does ------------------------------------------------------------
+
+
+def test_build_mode_writes_outputs_and_a_summary(workspace: Path) -> None:
+    run = run_action(workspace, {"mode": "build"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.outputs == {
+        "url": "",
+        "stack-name": "tiny-site",
+        "changed": "",
+        "bundle-sha256": "",
+        "bundle-size": "",
+        "plan-markdown": "",
+    }
+    assert run.summary.startswith("# datasette-lambda build: `tiny-site`\n")
+    assert "| places | cities | 2 |" in run.summary
+    assert (workspace / ".datasette-lambda" / "databases" / "places.db").is_file()
+    # the long log is folded, and says how to do the same locally
+    assert run.commands("group") == ["::group::Build the databases of datasette-lambda.yml"]
+    assert run.commands("endgroup") == ["::endgroup::"]
+    assert "datasette-lambda build -c datasette-lambda.yml" in run.stdout
+    assert not run.commands("error")
+
+
+def test_working_directory_and_stack_name_input(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path, where="sites/tiny")
+    run = run_action(
+        workspace, {"mode": "build", "working-directory": "sites/tiny", "stack-name": "other-stack"}
+    )
+    assert run.returncode == 0, run.stdout
+    assert run.outputs["stack-name"] == "other-stack"
+    assert "datasette-lambda build -c sites/tiny/datasette-lambda.yml (with the stack" in run.stdout
+    assert (workspace / "sites" / "tiny" / ".datasette-lambda" / "databases" / "places.db").is_file()
+
+
+def test_secrets_are_masked_before_anything_is_printed(tmp_path: Path) -> None:
+    config = TINY_CONFIG + "deploy:\n  secrets: [MAPBOX_TOKEN]\n"
+    workspace = make_workspace(tmp_path, config)
+    run = run_action(
+        workspace,
+        {"mode": "build"},
+        env={"DATASETTE_SECRET": "cookie-signing-secret", "MAPBOX_TOKEN": "pk.line-one\npk.line-two"},
+    )
+    assert run.returncode == 0, run.stdout
+    lines = run.stdout.splitlines()
+    assert lines[:4] == [
+        "::add-mask::cookie-signing-secret",
+        "::add-mask::pk.line-one%0Apk.line-two",
+        "::add-mask::pk.line-one",
+        "::add-mask::pk.line-two",
+    ]
+
+
+# -- one way to fail: an annotation, a summary section saying how to fix it, exit 1 ------------------
+
+
+def assert_failed(run: ActionRun, annotation: str) -> None:
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.commands("error") == [annotation]
+    assert "**How to fix:**" in run.summary
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("where", [".", "site"])
+def test_a_config_error_is_annotated_at_its_file_and_line(tmp_path: Path, where: str) -> None:
+    config = TINY_CONFIG.replace("    tables:", "    tabels:")
+    workspace = make_workspace(tmp_path, config, where=where)
+    run = run_action(workspace, {"mode": "build", "working-directory": where})
+    file = "datasette-lambda.yml" if where == "." else f"{where}/datasette-lambda.yml"
+    assert_failed(
+        run,
+        f"::error file={file},line=5,title=datasette-lambda build failed::"
+        "unknown key 'tabels' in databases.places; did you mean 'tables'?",
+    )
+    assert run.summary.startswith("## datasette-lambda build failed\n")
+    assert f"```text\n{file}:5: unknown key 'tabels'" in run.summary  # relative to the workspace
+    assert "The config file" in run.summary  # points at the README's section
+
+
+def test_a_data_error_is_annotated_at_the_data_line(workspace: Path) -> None:
+    (workspace / "data" / "cities.csv").write_text(CITIES + "3,Paris\n")
+    run = run_action(workspace, {"mode": "build"})
+    assert run.returncode == 1
+    [annotation] = run.commands("error")
+    assert annotation.startswith("::error file=data/cities.csv,line=4,title=datasette-lambda build failed::")
+
+
+def test_an_unknown_mode(workspace: Path) -> None:
+    run = run_action(workspace, {"mode": "publish"})
+    assert_failed(
+        run,
+        "::error title=datasette-lambda action failed::the mode input: 'publish' is not allowed;"
+        " choose one of: deploy, plan, build",
+    )
+    assert "The GitHub Action" in run.summary
+
+
+def test_a_bad_boolean_and_a_bad_stack_name(workspace: Path) -> None:
+    run = run_action(workspace, {"mode": "build", "health-check": "yes"})
+    assert_failed(
+        run,
+        "::error title=datasette-lambda build failed::the health-check input: 'yes' is not allowed;"
+        " choose one of: true, false",
+    )
+    run = run_action(workspace, {"mode": "build", "stack-name": "my_stack"})
+    assert run.returncode == 1
+    assert (
+        "the stack-name input: 'my_stack' is not a valid CloudFormation stack name"
+        in run.commands("error")[0]
+    )
+
+
+@pytest.mark.parametrize("directory", ["..", "/", "link-out"])
+def test_a_working_directory_outside_the_workspace(workspace: Path, directory: str) -> None:
+    (workspace / "link-out").symlink_to(workspace.parent)
+    run = run_action(workspace, {"working-directory": directory})
+    assert run.returncode == 1
+    [annotation] = run.commands("error")
+    assert annotation.startswith(
+        f"::error title=datasette-lambda deploy failed::the working-directory input: '{directory}'"
+        f" is outside the workspace ({workspace.resolve()}, where actions/checkout puts the repository)"
+    )
+    assert not (workspace.parent / ".datasette-lambda").exists()
+
+
+def test_a_missing_config(workspace: Path) -> None:
+    run = run_action(workspace, {"config": "site.yml", "mode": "plan"})
+    assert_failed(
+        run,
+        "::error title=datasette-lambda plan failed::the config input: 'site.yml' was not found in the"
+        " repository's root; set `config:` to the config file's path relative to it (see the"
+        " README's config section to write one)",
+    )
+    empty = workspace.parent / "empty"
+    empty.mkdir()
+    run = run_action(empty, {"mode": "plan"})
+    assert "the workspace is empty; add actions/checkout before this step" in run.commands("error")[0]
+
+
+def test_deploy_without_credentials_says_how_to_set_up_oidc(workspace: Path) -> None:
+    run = run_action(workspace, {"mode": "deploy"})
+    assert run.returncode == 1
+    [annotation] = run.commands("error")
+    assert annotation.startswith(
+        "::error title=datasette-lambda deploy failed::deploy mode needs AWS credentials"
+    )
+    assert "aws-actions/configure-aws-credentials (with role-to-assume)" in annotation
+    assert "`permissions: id-token: write`" in annotation
+    assert "id-token: write" in run.summary and "role-to-assume: arn:aws:iam::" in run.summary
+    assert "aws-actions/configure-aws-credentials@" in run.summary
+    assert not (workspace / ".datasette-lambda").exists()  # failed before the build
+
+
+# -- plan and deploy -------------------------------------------------------------------------------
+
+
+def test_deploy_on_a_pull_request_plans_offline(packaged: Path, tmp_path: Path) -> None:
+    workspace = copy_of(packaged, tmp_path)
+    run = run_action(workspace, {"mode": "deploy"}, event="pull_request")
+    assert run.returncode == 0, run.stdout + run.stderr
+    notices = run.commands("notice")
+    assert notices[0] == (
+        "::notice title=datasette-lambda::mode is deploy, but this is a pull_request event: running plan"
+        " instead (a dry run that changes nothing). The site is deployed from a push to the branch it"
+        " publishes."
+    )
+    assert notices[1].startswith("::notice title=datasette-lambda plan::plan ran offline: no AWS credentials")
+    report = Path(run.outputs["plan-markdown"])
+    assert report == workspace / ".datasette-lambda" / "plan.md"
+    assert run.summary.startswith("> mode is deploy, but this is a pull_request event")
+    assert run.summary.endswith(report.read_text())
+    assert "**Offline**" in run.summary
+    assert run.outputs["changed"] == ""  # unknown offline
+    function_zip = next((workspace / ".datasette-lambda" / "package").glob("function-*.zip"))
+    assert run.outputs["bundle-sha256"] == function_zip.stem.removeprefix("function-")
+    assert run.outputs["bundle-size"] == str(function_zip.stat().st_size)
+
+
+@pytest.fixture(scope="module")
+def local_aws() -> Iterator[LocalAws]:
+    running = start_local_aws()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def online(packaged: Path, tmp_path_factory: pytest.TempPathFactory, local_aws: LocalAws) -> Path:
+    return copy_of(packaged, tmp_path_factory.mktemp("online"))
+
+
+# Dummy credentials (moto takes any); the region comes from the config.
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "GITHUB_RUN_ID": "42"}
+
+
+@pytest.fixture(scope="module")
+def plan_before(online: Path, local_aws: LocalAws) -> ActionRun:
+    """mode deploy on a pull request, with credentials: a plan that compares with AWS."""
+    return run_action(
+        online, {"mode": "deploy", "endpoint-url": local_aws.endpoint_url}, event="pull_request", env=AWS_ENV
+    )
+
+
+@pytest.fixture(scope="module")
+def first_deploy(online: Path, local_aws: LocalAws, plan_before: ActionRun) -> ActionRun:
+    return run_action(online, {"endpoint-url": local_aws.endpoint_url}, env=AWS_ENV)
+
+
+def test_plan_against_local_aws_before_the_first_deploy(plan_before: ActionRun) -> None:
+    run = plan_before
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.outputs["changed"] == "true"
+    assert "the stack tiny-site does not exist yet" in run.summary
+    assert "| Add | Function | AWS::Lambda::Function |" in run.summary
+    assert [notice.split("::")[1] for notice in run.commands("notice")] == ["notice title=datasette-lambda"]
+    assert run.summary.endswith(Path(run.outputs["plan-markdown"]).read_text())
+    assert run.outputs["url"] == ""
+
+
+def test_deploy_against_local_aws(first_deploy: ActionRun, online: Path, local_aws: LocalAws) -> None:
+    run = first_deploy
+    assert run.returncode == 0, run.stdout + run.stderr
+    url = run.outputs["url"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+    assert run.outputs["stack-name"] == "tiny-site"
+    assert run.outputs["changed"] == "true"
+    assert re.fullmatch(r"[0-9a-f]{64}", run.outputs["bundle-sha256"])
+    assert run.outputs["plan-markdown"] == ""
+    assert run.summary.startswith("# datasette-lambda deploy: `tiny-site` updated")
+    assert "Health check: GET " in run.summary
+    assert run.commands("notice") == [f"::notice title=datasette-lambda deploy::tiny-site deployed: {url}"]
+    assert "::group::Deploy the stack tiny-site" in run.stdout
+    with urllib.request.urlopen(url + "places/cities.json?_shape=array", timeout=60) as response:
+        assert [row["name"] for row in json.load(response)] == ["Lyon", "Nantes"]
+    # the same again: nothing to deploy, the stack is not touched
+    again = run_action(online, {"endpoint-url": local_aws.endpoint_url}, env=AWS_ENV)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.outputs["changed"] == "false"
+    assert again.outputs["url"] == url
+    assert again.outputs["bundle-sha256"] == run.outputs["bundle-sha256"]
+    assert "unchanged (empty change set)" in again.summary
+
+
+# -- the runner's formats -----------------------------------------------------------------------------
+
+
+def test_workflow_command_escaping() -> None:
+    assert action.escape_data("50%\r\nnext") == "50%25%0D%0Anext"
+    assert action.escape_property("a:b,c%") == "a%3Ab%2Cc%25"
+
+
+def test_the_summary_is_cut_to_githubs_limit_safely() -> None:
+    note = "(cut)"
+    assert action.truncate_markdown("short\n", 100, note) == "short\n"
+    text = "# head\n\n```text\n" + "é" * 600 + "\nline\n" * 50
+    cut = action.truncate_markdown(text, 400, note)
+    assert len(cut.encode("utf-8")) <= 400
+    assert cut.endswith("\n```\n\n(cut)\n")  # the open code block is closed before the note
+    assert cut.startswith("# head\n")
+    table = "| a | b |\n|---|---|\n" + "| x | y |\n" * 1000
+    cut = action.truncate_markdown(table, 1000, note)
+    assert len(cut.encode()) <= 1000 and cut.endswith("| x | y |\n\n(cut)\n")
+
+
+def test_the_summary_file_stays_within_the_limit(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("x" * (action.SUMMARY_LIMIT - 100))
+    github = action.GitHub(open(os.devnull, "w"), tmp_path, None, summary)
+    github.add_summary("y\n" * 1000)
+    github.write_summary("(cut)")
+    github.out.close()
+    assert summary.stat().st_size <= action.SUMMARY_LIMIT
+
+
+def test_a_pull_request_never_deploys() -> None:
+    for event in ("pull_request", "pull_request_target"):
+        assert action.effective_mode("deploy", event)[0] == "plan"
+    assert action.effective_mode("deploy", "push") == ("deploy", None)
+    assert action.effective_mode("build", "pull_request") == ("build", None)
+
+
+# -- action.yml, the workflows and the README ---------------------------------------------------------
+
+
+def action_yml() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "action.yml").read_text())
+    return loaded
+
+
+def test_action_yml_passes_every_input_through_env_and_no_expression_into_scripts() -> None:
+    definition = action_yml()
+    assert definition["runs"]["using"] == "composite"
+    steps = definition["runs"]["steps"]
+    run_step = next(step for step in steps if step.get("id") == "run")
+    for name in definition["inputs"]:
+        if name == "python-version":  # used by setup-python, not by the engine
+            continue
+        variable = "INPUT_" + name.upper().replace("-", "_")
+        assert run_step["env"][variable] == f"${{{{ inputs.{name} }}}}"
+    for step in steps:
+        assert "${{" not in step.get("run", ""), step["name"]
+        uses = step.get("uses", "")
+        assert not uses or re.search(r"@[0-9a-f]{40}$", uses), uses  # pinned by commit
+    outputs = definition["outputs"]
+    assert tuple(outputs) == action.OUTPUTS
+    for name, output in outputs.items():
+        assert output["value"] == f"${{{{ steps.run.outputs.{name} }}}}"
+
+
+def test_the_run_step_of_action_yml_as_the_runner_runs_it(workspace: Path) -> None:
+    """action.yml's last step, its `${{ }}` expressions filled in as the runner fills them (the
+    inputs given or their defaults), run by bash as GitHub runs `shell: bash` steps."""
+    definition = action_yml()
+    step = next(step for step in definition["runs"]["steps"] if step.get("id") == "run")
+    given = {"mode": "build", "stack-name": "from-yml"}
+    values = {
+        f"inputs.{name}": given.get(name, spec.get("default", ""))
+        for name, spec in definition["inputs"].items()
+    }
+    values["steps.install.outputs.bin"] = str(BIN)
+    expression = re.compile(r"\$\{\{ ([\w.-]+) \}\}")
+    env = {
+        name: expression.sub(lambda match: values[match[1]], str(value))
+        for name, value in step["env"].items()
+    }
+    runner = workspace.parent / "runner"
+    runner.mkdir()
+    (runner / "output.txt").write_text("")
+    environment = {name: value for name, value in os.environ.items() if not CLEARED.match(name)}
+    environment |= env | {
+        "PATH": "/usr/bin:/bin",  # the venv's bin comes from the step itself
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(runner / "output.txt"),
+        "GITHUB_EVENT_NAME": "push",
+    }
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=workspace,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert parse_outputs((runner / "output.txt").read_text())["stack-name"] == "from-yml"
+
+
+def test_every_input_and_output_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## The GitHub Action", 1)[1].split("\n## ", 1)[0]
+    definition = action_yml()
+    missing = [
+        name for name in (*definition["inputs"], *definition["outputs"]) if f"| `{name}` |" not in section
+    ]
+    assert not missing, f"inputs and outputs missing from the README's action section: {missing}"
+    for name, value in definition["inputs"].items():
+        if value.get("default"):
+            assert f"| `{name}` | `{value['default']}` |" in section, name
+    for workflow in ROOT.glob("examples/workflows/*.yml"):
+        assert f"examples/workflows/{workflow.name}" in section
+
+
+def test_action_and_workflows_match_githubs_schemas() -> None:
+    checks = [
+        ["--builtin-schema", "vendor.github-actions", str(ROOT / "action.yml")],
+        ["--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+    ]
+    assert len(WORKFLOWS) >= 5
+    for arguments in checks:
+        done = subprocess.run(
+            [str(BIN / "check-jsonschema"), *arguments], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_zizmor_finds_nothing() -> None:
+    done = subprocess.run(
+        [
+            str(BIN / "zizmor"),
+            "--offline",  # no network: the audits that need the GitHub API are skipped
+            "--no-progress",
+            "action.yml",
+            *map(str, WORKFLOWS),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("GH_TOKEN", "GITHUB_TOKEN", "ZIZMOR_GITHUB_TOKEN")
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No findings to report" in done.stdout
+
+
+def test_the_readmes_oidc_roles_template_passes_cfn_lint() -> None:
+    from cfnlint.api import ManualArgs, lint
+
+    section = (ROOT / "README.md").read_text().split("\n### One-time AWS setup", 1)[1].split("\n### ", 1)[0]
+    [template] = [
+        block for block in re.findall(r"```yaml\n(.*?)```", section, re.S) if "AWSTemplate" in block
+    ]
+    problems = lint(template, config=ManualArgs(regions=["us-east-1"]))
+    assert not problems, [str(problem) for problem in problems]
+    assert "token.actions.githubusercontent.com:sub: !Sub repo:${Repository}:pull_request" in template
