@@ -134,13 +134,13 @@ def main() -> None:
         "sqlite3": "(b) sqlite3 CLI .import (typed)",
         "sqlite-utils": "(c) sqlite-utils insert --csv",
     }
-    print(f"{'tool':<34}{'median s':>10}{'runs':>22}{'x sqlite3':>11}{'peak MB':>10}")
+    print(f"{'tool':<34}{'median s':>10}  {'runs':>26}{'x sqlite3':>11}{'peak MB':>10}")
     for name in ("ours", "sqlite3", "sqlite-utils"):
         if name not in times:
             continue
         runs = " ".join(f"{t:.2f}" for t in times[name])
         median = statistics.median(times[name])
-        print(f"{labels[name]:<34}{median:>10.2f}{runs:>22}{median / floor:>10.2f}x{peaks[name]:>10.0f}")
+        print(f"{labels[name]:<34}{median:>10.2f}  {runs:>26}{median / floor:>10.2f}x{peaks[name]:>10.0f}")
     ratio = statistics.median(times["ours"]) / floor
     print(
         f"target: (a) <= 1.5x (b): {'met' if ratio <= 1.5 else 'NOT met'} ({ratio:.2f}x);"

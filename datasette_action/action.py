@@ -214,6 +214,7 @@ class Inputs:
     aws_region: str | None
     endpoint_url: str | None
     health_check: bool
+    force: bool = False
 
 
 def _input(env: Mapping[str, str], name: str, default: str = "") -> str:
@@ -231,6 +232,7 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: Sequence[s
 def read_inputs(env: Mapping[str, str], workspace: Path) -> Inputs:
     mode = _choice(env, "mode", "deploy", MODES)
     health_check = BOOLEANS[_choice(env, "health-check", "true", tuple(BOOLEANS))]
+    force = BOOLEANS[_choice(env, "force", "false", tuple(BOOLEANS))]
     working_directory = _working_directory(_input(env, "working-directory", "."), workspace)
     stack_name = _input(env, "stack-name") or None
     if stack_name is not None and not STACK_NAME.fullmatch(stack_name):
@@ -248,7 +250,7 @@ def read_inputs(env: Mapping[str, str], workspace: Path) -> Inputs:
             " (leave it empty to use AWS itself)"
         )
     config = _config_path(_input(env, "config", "datasette-lambda.yml"), working_directory, workspace)
-    return Inputs(mode, config, working_directory, stack_name, region, endpoint, health_check)
+    return Inputs(mode, config, working_directory, stack_name, region, endpoint, health_check, force)
 
 
 def _working_directory(value: str, workspace: Path) -> Path:
@@ -371,7 +373,10 @@ def deploy_stage(run: Run) -> None:
     _built, result = build_and_package(run)
     with run.github.group(f"Deploy the stack {run.config.stack}"):
         options = DeployOptions(
-            endpoint_url=run.inputs.endpoint_url, health_check=run.inputs.health_check, log=run.github.log
+            endpoint_url=run.inputs.endpoint_url,
+            health_check=run.inputs.health_check,
+            force=run.inputs.force,
+            log=run.github.log,
         )
         outcome = deploy(run.config, result, render_template(run.config, result), options)
         run.github.log(describe_deploy(outcome))

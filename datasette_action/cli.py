@@ -277,14 +277,27 @@ endpoint_option = click.option(
 @common_options
 @endpoint_option
 @click.option("--no-health-check", is_flag=True, help="Do not request the site after deploying.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Update the function even when nothing changed (a new DATASETTE_LAMBDA_DEPLOYMENT_ID):"
+    " fresh execution environments, S3 databases downloaded again.",
+)
 @click.pass_context
 def deploy_command(
-    ctx: click.Context, config_path: Path, as_json: bool, endpoint_url: str | None, no_health_check: bool
+    ctx: click.Context,
+    config_path: Path,
+    as_json: bool,
+    endpoint_url: str | None,
+    no_health_check: bool,
+    force: bool,
 ) -> None:
     """Build, package and deploy the site to AWS with CloudFormation."""
     config = load_config(config_path)
     _built, result = _build_and_package(config)
-    options = DeployOptions(endpoint_url=endpoint_url, health_check=not no_health_check, log=_log)
+    options = DeployOptions(
+        endpoint_url=endpoint_url, health_check=not no_health_check, force=force, log=_log
+    )
     outcome = deploy(config, result, render_template(config, result), options)
     click.echo(describe_deploy(outcome), err=True)
     if as_json:

@@ -120,6 +120,9 @@ class DeployOptions:
     poll: float = 5.0  # seconds between status checks
     run_id: str | None = None  # change set names; None: GITHUB_RUN_ID + GITHUB_RUN_ATTEMPT, else random
     log: Log = _quiet
+    # Deploy even when nothing changed: a fresh DeploymentId parameter (the function's
+    # DATASETTE_LAMBDA_DEPLOYMENT_ID) makes the change set non-empty and updates the function.
+    force: bool = False
     # Secret values by environment variable name, used before the process environment (for a
     # caller that holds secrets it should not put in os.environ).
     secret_values: Mapping[str, str] = field(default_factory=dict)
@@ -268,8 +271,11 @@ def aws_session(config: Config, endpoint_url: str | None = None) -> Aws:
     `config.region` wins over the environment's region. `endpoint_url` (or AWS_ENDPOINT_URL)
     sends every call elsewhere, e.g. to a local moto server."""
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    # botocore reads AWS_DEFAULT_REGION (and profiles) but not AWS_REGION, which other SDKs and
+    # aws-actions/configure-aws-credentials use; it wins over AWS_DEFAULT_REGION, as in those SDKs.
+    region_name = config.region or os.environ.get("AWS_REGION") or None
     try:
-        session = boto3.Session(region_name=config.region)
+        session = boto3.Session(region_name=region_name)
     except ProfileNotFound as exc:
         raise CredentialsError(f"AWS profile not found ({exc}); {HOW_TO_CONFIGURE}") from None
     region = session.region_name
@@ -304,12 +310,33 @@ def check_credentials(aws: Aws) -> Identity:
             ) from None
         raise _translate(exc, "checking the AWS credentials (sts:GetCallerIdentity)") from None
     except EndpointConnectionError as exc:
+        if aws.endpoint_url is None and not _known_region(aws):
+            raise AwsError(
+                f"cannot reach AWS in the region '{aws.region}': it is not a region this botocore"
+                " knows, and its endpoint does not answer; check `region:` in the config, the"
+                " aws-region input or AWS_REGION (e.g. us-east-1)"
+            ) from None
         raise AwsError(
-            f"cannot reach AWS: {exc}; check the network, AWS_ENDPOINT_URL or --endpoint-url"
+            f"cannot reach AWS in the region {aws.region}: {exc}; check the network, the region,"
+            " AWS_ENDPOINT_URL or --endpoint-url"
         ) from None
     except BotoCoreError as exc:
         raise CredentialsError(f"cannot use the AWS credentials: {exc}; {HOW_TO_CONFIGURE}") from None
     return Identity(str(answer["Account"]), str(answer["Arn"]))
+
+
+def _known_region(aws: Aws) -> bool:
+    """Whether botocore's endpoint data lists the region (in any partition). A region newer than
+    the installed botocore may be missing: only used to explain an endpoint that does not answer."""
+    try:
+        session = aws.session
+        return any(
+            aws.region in session.get_available_regions(service, partition)
+            for partition in session.get_available_partitions()
+            for service in ("sts", "cloudformation")
+        )
+    except (BotoCoreError, AttributeError):
+        return True  # unknown: say nothing about the region
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -565,15 +592,24 @@ class StackRequest:
     capabilities: tuple[str, ...] = tpl.CAPABILITIES
 
 
-def change_set_name(options: DeployOptions, purpose: str) -> str:
-    """Unique per run and valid ([a-zA-Z][-a-zA-Z0-9]*, at most 128): GitHub's run id and attempt
-    when there are some, and a random part so two steps of one run never collide."""
+def _run_part(options: DeployOptions, limit: int) -> str:
+    """GitHub's run id and attempt (or options.run_id), as letters, digits and hyphens."""
     run = options.run_id
     if run is None and os.environ.get("GITHUB_RUN_ID"):
         run = f"{os.environ['GITHUB_RUN_ID']}-{os.environ.get('GITHUB_RUN_ATTEMPT', '1')}"
-    clean = "".join(c if c.isalnum() else "-" for c in run or "")[:60]
-    parts = ["datasette-lambda", purpose, clean, uuid.uuid4().hex[:8]]
+    return "".join(c if c.isascii() and c.isalnum() else "-" for c in run or "")[:limit]
+
+
+def change_set_name(options: DeployOptions, purpose: str) -> str:
+    """Unique per run and valid ([a-zA-Z][-a-zA-Z0-9]*, at most 128): GitHub's run id and attempt
+    when there are some, and a random part so two steps of one run never collide."""
+    parts = ["datasette-lambda", purpose, _run_part(options, 60), uuid.uuid4().hex[:8]]
     return "-".join(p for p in parts if p)
+
+
+def deployment_id(options: DeployOptions) -> str:
+    """A fresh DeploymentId value (at most 64 of [A-Za-z0-9-]): the run, and a random part."""
+    return "-".join(p for p in (_run_part(options, 40), uuid.uuid4().hex[:12]) if p)
 
 
 def create_change_set(
@@ -847,6 +883,12 @@ def stack_parameters(
     has_previous = (
         existing.parameters if existing and existing.status != "REVIEW_IN_PROGRESS" else frozenset()
     )
+    # DeploymentId: new on a forced deploy and on a create; otherwise kept, so nothing changes.
+    if tpl.P_DEPLOYMENT_ID in (template.body.get("Parameters") or {}):
+        if options.force or tpl.P_DEPLOYMENT_ID not in has_previous:
+            parameters.append({"ParameterKey": tpl.P_DEPLOYMENT_ID, "ParameterValue": deployment_id(options)})
+        else:
+            parameters.append({"ParameterKey": tpl.P_DEPLOYMENT_ID, "UsePreviousValue": True})
     for parameter, variable in sorted(template.secret_parameters.items()):
         value = env.get(variable)
         if value:
@@ -944,6 +986,8 @@ def deploy(
     identity = check_credentials(aws)
     log = options.log
     log(f"deploying {config.stack} to account {identity.account}, {aws.region}")
+    if options.force:
+        log(f"forced: a new {tpl.P_DEPLOYMENT_ID} updates the function even if nothing else changed")
     _check_template_size(template)
     # Ours, idle, repairable? Checked before anything is created or uploaded.
     info, recreated = settle(aws, config.stack, config.stack, "site", options, repair=True)

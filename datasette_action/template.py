@@ -58,6 +58,11 @@ P_BUCKET = "ArtifactBucket"
 P_LAYER_KEY = "LayerKey"
 P_FUNCTION_KEY = "FunctionKey"
 P_DATASETTE_SECRET = "DatasetteSecret"
+# A value deploy changes only when forced (`deploy --force`, the action's `force` input): it is the
+# function's DATASETTE_LAMBDA_DEPLOYMENT_ID, so a new value updates the function's configuration
+# (and Lambda starts fresh execution environments) when nothing else changed.
+P_DEPLOYMENT_ID = "DeploymentId"
+ENV_DEPLOYMENT_ID = "DATASETTE_LAMBDA_DEPLOYMENT_ID"
 # Output names.
 O_SITE_URL = "SiteUrl"
 O_FUNCTION_NAME = "FunctionName"
@@ -88,6 +93,7 @@ RESERVED_ENV = frozenset(
         ENV_BUCKET,
         ENV_ROOT,
         ENV_TMP,
+        ENV_DEPLOYMENT_ID,
     }
 )
 # Tags: https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html ("letters, numbers,
@@ -209,6 +215,12 @@ def render_template(config: Config, result: PackageResult, *, bucket: str | None
             "Type": "String",
             "Description": "S3 key of the function code zip, named by its sha256",
             "AllowedPattern": r"^artifacts/function-[0-9a-f]{64}\.zip$",
+        },
+        P_DEPLOYMENT_ID: {
+            "Type": "String",
+            "Default": "",
+            "Description": "Changed by a forced deploy only: the function's DATASETTE_LAMBDA_DEPLOYMENT_ID",
+            "AllowedPattern": "^[A-Za-z0-9-]{0,64}$",
         },
     }
     for parameter, env in secrets.items():
@@ -369,6 +381,7 @@ def _function(
     variables: dict[str, Any] = {env: {"Ref": parameter} for parameter, env in secrets.items()}
     if in_s3:
         variables[ENV_BUCKET] = {"Ref": P_BUCKET}
+    variables[ENV_DEPLOYMENT_ID] = {"Ref": P_DEPLOYMENT_ID}
     properties: dict[str, Any] = {
         "FunctionName": name,
         "Description": f"Datasette site {config.stack} (datasette-lambda {TOOL_VERSION})",

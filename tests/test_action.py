@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 
@@ -263,6 +264,12 @@ def test_a_bad_boolean_and_a_bad_stack_name(workspace: Path) -> None:
         "::error title=datasette-lambda build failed::the health-check input: 'yes' is not allowed;"
         " choose one of: true, false",
     )
+    run = run_action(workspace, {"mode": "build", "force": "1"})
+    assert_failed(
+        run,
+        "::error title=datasette-lambda build failed::the force input: '1' is not allowed;"
+        " choose one of: true, false",
+    )
     run = run_action(workspace, {"mode": "build", "stack-name": "my_stack"})
     assert run.returncode == 1
     assert (
@@ -401,6 +408,37 @@ def test_deploy_against_local_aws(first_deploy: ActionRun, online: Path, local_a
     assert again.outputs["url"] == url
     assert again.outputs["bundle-sha256"] == run.outputs["bundle-sha256"]
     assert "unchanged (empty change set)" in again.summary
+
+
+def test_the_force_input_deploys_with_nothing_changed(
+    first_deploy: ActionRun, online: Path, local_aws: LocalAws
+) -> None:
+    assert first_deploy.returncode == 0, first_deploy.stdout + first_deploy.stderr
+    lambda_ = boto3.client(
+        "lambda",
+        region_name="us-east-1",
+        endpoint_url=local_aws.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+    def deployment_id() -> str:
+        configuration = lambda_.get_function_configuration(FunctionName="tiny-site")
+        value: str = configuration["Environment"]["Variables"]["DATASETTE_LAMBDA_DEPLOYMENT_ID"]
+        return value
+
+    before = deployment_id()
+    forced = run_action(online, {"endpoint-url": local_aws.endpoint_url, "force": "true"}, env=AWS_ENV)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert forced.outputs["changed"] == "true"
+    assert forced.commands("notice")[-1].endswith(f"tiny-site deployed: {forced.outputs['url']}")
+    after = deployment_id()
+    assert after != before and after.startswith("42-1-")  # GITHUB_RUN_ID, attempt 1
+    # force: false (the default, spelled out) changes nothing
+    normal = run_action(online, {"endpoint-url": local_aws.endpoint_url, "force": "false"}, env=AWS_ENV)
+    assert normal.returncode == 0, normal.stdout + normal.stderr
+    assert normal.outputs["changed"] == "false"
+    assert deployment_id() == after
 
 
 # -- the runner's formats -----------------------------------------------------------------------------

@@ -264,6 +264,33 @@ def test_a_redeploy_with_nothing_changed_uploads_nothing_and_changes_nothing(
     assert again.change_set.name not in names
 
 
+def deployment_id(function: str) -> str:
+    configuration = boto3.client("lambda", region_name=REGION).get_function_configuration(
+        FunctionName=function
+    )
+    value: str = configuration["Environment"]["Variables"]["DATASETTE_LAMBDA_DEPLOYMENT_ID"]
+    return value
+
+
+def test_a_forced_redeploy_updates_the_function_with_nothing_else_changed(
+    first: d.DeployResult, project: Project
+) -> None:
+    before = deployment_id("site")
+    assert before  # a value given at create time
+    forced = deploy(project, "site", force=True, run_id="77-1")
+    assert forced.changed and forced.change_set.kind == "UPDATE"
+    assert ("Modify", "Function") in {(c.action, c.logical_id) for c in forced.change_set.changes}
+    assert forced.bytes_uploaded == 0  # every artifact was there already
+    after = deployment_id("site")
+    assert after != before and after.startswith("77-1-")
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack("site")["Parameters"]}
+    assert parameters["DeploymentId"] == after
+    # and an ordinary deploy after it keeps that value: nothing to do
+    again = deploy(project, "site")
+    assert not again.changed and again.bytes_uploaded == 0
+    assert deployment_id("site") == after
+
+
 def test_plan_shows_the_changes_and_leaves_the_stack_alone(
     first: d.DeployResult, edited: Project, tmp_path: Path
 ) -> None:
@@ -432,6 +459,30 @@ def test_no_region_is_a_clear_error(project: Project, monkeypatch: pytest.Monkey
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     with pytest.raises(CredentialsError, match=r"no AWS region: set `region:` in the config"):
         d.aws_session(dataclasses.replace(project.config, region=None))
+
+
+def test_a_wrong_region_is_one_clear_error(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AWS endpoint answers for a region that does not exist: one line naming it, no traceback."""
+    monkeypatch.setattr(d, "RETRIES", {"mode": "standard", "max_attempts": 1})
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    wanted = "cannot reach AWS in the region 'xx-fake-9': it is not a region this botocore knows"
+    with pytest.raises(AwsError) as caught:
+        deploy(
+            dataclasses.replace(project, config=dataclasses.replace(project.config, region="xx-fake-9")), "r"
+        )
+    assert caught.value.message.startswith(wanted) and "\n" not in caught.value.message
+    # AWS_REGION (what configure-aws-credentials sets; botocore itself reads only
+    # AWS_DEFAULT_REGION) is used, and wins over AWS_DEFAULT_REGION
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "xx-fake-9")
+    with pytest.raises(AwsError) as caught:
+        deploy(dataclasses.replace(project, config=dataclasses.replace(project.config, region=None)), "r")
+    assert caught.value.message.startswith(wanted)
+    assert "AWS_REGION" in caught.value.message
 
 
 # -- stacks in the way ------------------------------------------------------------------------------
@@ -712,6 +763,32 @@ def test_secret_parameters() -> None:
     assert {"ParameterKey": "SecretToken", "ParameterValue": "from-caller"} in d.stack_parameters(
         template, "bkt", existing, held
     )
+
+
+def test_the_deployment_id_is_new_on_a_create_and_when_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_RUN_ID", raising=False)
+    template = Template(
+        {"Parameters": {"DeploymentId": {"Type": "String", "Default": ""}}},
+        {},
+        {"DatasetteSecret": "DATASETTE_SECRET"},
+    )
+    existing = d.StackInfo(
+        "s", "UPDATE_COMPLETE", {}, frozenset({"DatasetteSecret", "DeploymentId"}), {}, None
+    )
+
+    def deployment(info: d.StackInfo | None, options: d.DeployOptions) -> dict[str, Any]:
+        given = d.stack_parameters(template, "bkt", info, options, {})
+        (found,) = [p for p in given if p["ParameterKey"] == "DeploymentId"]
+        return dict(found)
+
+    assert re.fullmatch(r"[0-9a-f]{12}", deployment(None, FAST)["ParameterValue"])
+    assert deployment(existing, FAST) == {"ParameterKey": "DeploymentId", "UsePreviousValue": True}
+    forced = deployment(existing, dataclasses.replace(FAST, force=True, run_id="42-1"))["ParameterValue"]
+    assert re.fullmatch(r"42-1-[0-9a-f]{12}", forced)
+    assert deployment(existing, dataclasses.replace(FAST, force=True))["ParameterValue"] != forced
+    # a stack made before DeploymentId existed has no previous value: it gets one
+    older = dataclasses.replace(existing, parameters=frozenset({"DatasetteSecret"}))
+    assert "ParameterValue" in deployment(older, FAST)
 
 
 def test_health_check_reports_status_and_time() -> None:

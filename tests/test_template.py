@@ -229,8 +229,17 @@ def resources_of(body: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 def test_parameters_outputs_and_marker() -> None:
     rendered = render(make_config())
     body = rendered.body
-    assert set(body["Parameters"]) == {"ArtifactBucket", "LayerKey", "FunctionKey", "DatasetteSecret"}
+    assert set(body["Parameters"]) == {
+        "ArtifactBucket",
+        "LayerKey",
+        "FunctionKey",
+        "DatasetteSecret",
+        "DeploymentId",
+    }
     assert body["Parameters"]["DatasetteSecret"]["NoEcho"] is True
+    # deploy gives DeploymentId a value (new only on a create or a forced deploy)
+    assert body["Parameters"]["DeploymentId"]["Default"] == ""
+    assert re.fullmatch(body["Parameters"]["DeploymentId"]["AllowedPattern"], "42-1-0123456789ab")
     assert set(body["Outputs"]) == {"SiteUrl", "FunctionName", "BucketName"}
     assert body["Outputs"]["SiteUrl"]["Value"] == {"Fn::GetAtt": ["FunctionUrl", "FunctionUrl"]}
     assert body["Metadata"][METADATA_KEY] == {"format": 1, "kind": "site", "version": GOLDEN_VERSION}
@@ -279,7 +288,10 @@ def test_the_function() -> None:
     assert function["Code"] == {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Ref": "FunctionKey"}}
     assert function["Layers"] == [{"Ref": "DependenciesLayer"}]
     assert function["LoggingConfig"]["LogGroup"] == {"Ref": "LogGroup"}
-    assert function["Environment"]["Variables"] == {"DATASETTE_SECRET": {"Ref": "DatasetteSecret"}}
+    assert function["Environment"]["Variables"] == {
+        "DATASETTE_SECRET": {"Ref": "DatasetteSecret"},
+        "DATASETTE_LAMBDA_DEPLOYMENT_ID": {"Ref": "DeploymentId"},
+    }
     assert "ReservedConcurrentExecutions" not in function
     (layer,) = resources_of(body, "AWS::Lambda::LayerVersion")
     assert layer["Content"] == {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Ref": "LayerKey"}}
@@ -422,6 +434,7 @@ def test_secrets_never_reach_the_template(monkeypatch: pytest.MonkeyPatch) -> No
     assert variables == {
         "DATASETTE_SECRET": {"Ref": "DatasetteSecret"},
         "MAPBOX_TOKEN": {"Ref": "SecretMapboxToken"},
+        "DATASETTE_LAMBDA_DEPLOYMENT_ID": {"Ref": "DeploymentId"},  # not a secret: no NoEcho needed
     }
 
 
@@ -439,7 +452,10 @@ def test_secret_parameter_names() -> None:
     assert all(len(name) <= 255 for name in long)
 
 
-@pytest.mark.parametrize("name", ["AWS_REGION", "_HANDLER", "DATASETTE_DATA_BUCKET", "LAMBDA_TASK_ROOT"])
+@pytest.mark.parametrize(
+    "name",
+    ["AWS_REGION", "_HANDLER", "DATASETTE_DATA_BUCKET", "LAMBDA_TASK_ROOT", "DATASETTE_LAMBDA_DEPLOYMENT_ID"],
+)
 def test_reserved_secret_names_are_errors(name: str) -> None:
     with pytest.raises(ConfigError) as error:
         render(make_config(secrets=(name,)))
