@@ -33,7 +33,7 @@ from datasette_action.deploy import (
 from datasette_action.errors import UserError
 from datasette_action.package import PackageResult, package
 from datasette_action.report import plan_markdown
-from datasette_action.serve import local_lambda, make_server
+from datasette_action.serve import architecture_warning, local_lambda, make_server
 from datasette_action.template import render_template
 from datasette_action.zips import Artifact
 
@@ -173,6 +173,9 @@ def serve_command(config_path: Path, as_json: bool, port: int) -> None:
     result = package(config, built, log=_log)
     for warning in (*built.warnings, *result.warnings):
         click.echo(f"Warning: {warning}", err=True)
+    mismatch = architecture_warning(result.architecture)
+    if mismatch:
+        click.echo(f"Warning: {mismatch}", err=True)
     with local_lambda(result, env=_passed_secrets()) as function:
         server = make_server(function, port, log=_log)
         url = f"http://127.0.0.1:{server.server_address[1]}/"

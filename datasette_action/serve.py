@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import platform
 import shutil
 import stat
 import subprocess
@@ -96,6 +97,25 @@ class Invocable(Protocol):
     """Anything that answers one Lambda event: a LocalLambda, or a router in front of several."""
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]: ...
+
+
+# platform.machine() names -> Lambda's architecture names
+_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def architecture_warning(architecture: str, machine: str | None = None) -> str | None:
+    """A warning when the bundle is built for another CPU than this machine's: its compiled
+    extensions cannot load here, so packages with a pure-Python fallback (MarkupSafe, PyYAML) use
+    it and the rest fail to import; Lambda itself runs the bundle as built."""
+    local = _MACHINES.get((machine or platform.machine()).lower())
+    if local is None or local == architecture:
+        return None
+    return (
+        f"this bundle is built for {architecture} (lambda.architecture) and this machine is {local}:"
+        " compiled extensions in it cannot load here, so the local preview runs their pure-Python"
+        " fallbacks where they have one; set lambda.architecture to"
+        f" {local} for a byte-for-byte preview"
+    )
 
 
 def find_python(version: str) -> Path:

@@ -27,7 +27,13 @@ import pytest
 from datasette_action.build import BuildResult, build
 from datasette_action.config import load_config
 from datasette_action.package import PackageResult, package
-from datasette_action.serve import LocalLambda, function_url_event, local_lambda, make_server
+from datasette_action.serve import (
+    LocalLambda,
+    architecture_warning,
+    function_url_event,
+    local_lambda,
+    make_server,
+)
 from entrypoint import events
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
@@ -300,3 +306,13 @@ def test_a_datasette_1_0_alpha_bundle_serves_warm_requests(tmp_path: Path) -> No
             assert data["rows"] == [{"id": 1, "name": "one"}]  # default_page_size reached it
         status, _, body = get(running, events.function_url_event("GET", "/-/versions.json"))
         assert json.loads(body)["datasette"]["version"] == "1.0a41"
+
+
+def test_serving_a_bundle_built_for_another_cpu_warns() -> None:
+    assert architecture_warning("x86_64", machine="x86_64") is None
+    assert architecture_warning("arm64", machine="aarch64") is None
+    warning = architecture_warning("arm64", machine="x86_64")
+    assert warning is not None and warning.startswith(
+        "this bundle is built for arm64 (lambda.architecture) and this machine is x86_64"
+    )
+    assert architecture_warning("arm64", machine="riscv64") is None  # unknown: say nothing
