@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import NoReturn, TextIO, TypeVar
 
 from datasette_action.build import BuildResult, build
-from datasette_action.checks import lint_template, smoke_test
 from datasette_action.cli import describe_build, describe_deploy, describe_package
 from datasette_action.config import REGION, STACK_NAME, Config, load_config
-from datasette_action.deploy import DeployOptions, aws_session, deploy, has_credentials, plan
+from datasette_action.deploy import DeployOptions, aws_session, deploy, has_credentials
 from datasette_action.errors import (
     AwsError,
     BuildError,
@@ -49,7 +48,8 @@ from datasette_action.errors import (
     UserError,
 )
 from datasette_action.package import PackageResult, package
-from datasette_action.report import deploy_markdown, plan_markdown
+from datasette_action.planning import checked_plan
+from datasette_action.report import deploy_markdown
 from datasette_action.template import render_template
 
 T = TypeVar("T")
@@ -340,17 +340,12 @@ def plan_stage(run: Run) -> None:
     _built, result = build_and_package(run)
     template = render_template(run.config, result)
     with run.github.group("Check the template and the bundle; compare with AWS"):
-        lint = lint_template(template, run.config.region)
-        smoke = smoke_test(result)
         options = DeployOptions(endpoint_url=run.inputs.endpoint_url, log=run.github.log)
-        outcome = plan(run.config, result, template, options)
-        markdown = plan_markdown(outcome, result, lint, smoke)
-        report = run.config.build_dir / "plan.md"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(markdown, encoding="utf-8")
+        checked = checked_plan(run.config, result, template, options, run.config.build_dir / "plan.md")
+        outcome, markdown, report = checked.outcome, checked.markdown, checked.report
         run.github.log(markdown)
-    if smoke.skipped:
-        run.github.command("warning", f"smoke test {smoke.skipped}", title="datasette-lambda plan")
+    if checked.smoke.skipped:
+        run.github.command("warning", f"smoke test {checked.smoke.skipped}", title="datasette-lambda plan")
     if not outcome.online:
         run.github.command("notice", f"plan ran {outcome.note}", title="datasette-lambda plan")
     run.outputs(
@@ -361,11 +356,8 @@ def plan_stage(run: Run) -> None:
         plan_markdown=str(report),
     )
     run.github.add_summary(f"> {run.note}\n\n{markdown}" if run.note else markdown)
-    errors = [problem for problem in lint if problem.severity == "error"]
-    problems = [f"cfn-lint found {len(errors)} error(s) in the template"] if errors else []
-    problems += [] if smoke.ok or smoke.skipped else ["the bundle failed its smoke test"]
-    if problems:
-        raise CheckError(f"{' and '.join(problems)}; see the job summary or {report}")
+    if checked.problems:
+        raise CheckError(f"{' and '.join(checked.problems)}; see the job summary or {report}")
 
 
 def deploy_stage(run: Run) -> None:

@@ -18,7 +18,6 @@ import click
 
 from datasette_action import __version__
 from datasette_action.build import BuildResult, build
-from datasette_action.checks import lint_template, smoke_test
 from datasette_action.config import DEFAULT_CONFIG_NAME, Config, load_config
 from datasette_action.deploy import (
     ChangeSet,
@@ -28,11 +27,10 @@ from datasette_action.deploy import (
     PlanResult,
     deploy,
     destroy,
-    plan,
 )
 from datasette_action.errors import UserError
 from datasette_action.package import PackageResult, package
-from datasette_action.report import plan_markdown
+from datasette_action.planning import checked_plan
 from datasette_action.serve import architecture_warning, local_lambda, make_server
 from datasette_action.template import render_template
 from datasette_action.zips import Artifact
@@ -409,26 +407,26 @@ def plan_command(
     config = load_config(config_path)
     _built, result = _build_and_package(config)
     template = render_template(config, result)
-    lint = lint_template(template, config.region)
-    smoke = smoke_test(result)
-    if smoke.skipped:
-        click.echo(f"Warning: smoke test {smoke.skipped}", err=True)
-    outcome = plan(config, result, template, DeployOptions(endpoint_url=endpoint_url, log=_log))
-    markdown = plan_markdown(outcome, result, lint, smoke)
-    target = report_path or config.build_dir / "plan.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(markdown, encoding="utf-8")
-    click.echo(markdown, err=True)
-    click.echo(f"Report written to {target}", err=True)
-    errors = [p for p in lint if p.severity == "error"]
+    checked = checked_plan(
+        config,
+        result,
+        template,
+        DeployOptions(endpoint_url=endpoint_url, log=_log),
+        report_path or config.build_dir / "plan.md",
+    )
+    if checked.smoke.skipped:
+        click.echo(f"Warning: smoke test {checked.smoke.skipped}", err=True)
+    click.echo(checked.markdown, err=True)
+    click.echo(f"Report written to {checked.report}", err=True)
     if as_json:
         click.echo(
-            json.dumps(plan_json(outcome, target, len(errors), smoke.ok or bool(smoke.skipped)), indent=2)
+            json.dumps(
+                plan_json(checked.outcome, checked.report, checked.lint_errors, checked.smoke_passed),
+                indent=2,
+            )
         )
-    if errors or not (smoke.ok or smoke.skipped):
-        problems = [f"cfn-lint found {len(errors)} error(s)"] if errors else []
-        problems += [] if smoke.ok or smoke.skipped else ["the bundle failed its smoke test"]
-        click.echo(f"Error: {' and '.join(problems)}; see {target}", err=True)
+    if checked.problems:
+        click.echo(f"Error: {' and '.join(checked.problems)}; see {checked.report}", err=True)
         ctx.exit(1)
 
 
