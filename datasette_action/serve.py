@@ -355,4 +355,10 @@ def make_server(function: Invocable, port: int, log: Any = None) -> ThreadingHTT
         def log_message(self, format: str, *args: Any) -> None:
             pass  # requests are logged above, with their timing
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as error:
+        raise UserError(
+            f"cannot listen on 127.0.0.1:{port}: {error.strerror}; pass another port with -p"
+            " (or -p 0 for any free port)"
+        ) from None

@@ -26,6 +26,7 @@ import pytest
 
 from datasette_action.build import BuildResult, build
 from datasette_action.config import load_config
+from datasette_action.errors import UserError
 from datasette_action.package import PackageResult, package
 from datasette_action.serve import (
     LocalLambda,
@@ -316,3 +317,15 @@ def test_serving_a_bundle_built_for_another_cpu_warns() -> None:
         "this bundle is built for arm64 (lambda.architecture) and this machine is x86_64"
     )
     assert architecture_warning("arm64", machine="riscv64") is None  # unknown: say nothing
+
+
+def test_a_busy_port_is_a_clear_error(function: LocalLambda) -> None:
+    first = make_server(function, 0)
+    try:
+        port = first.server_address[1]
+        with pytest.raises(UserError) as caught:
+            make_server(function, port)
+        assert str(caught.value).startswith(f"cannot listen on 127.0.0.1:{port}: ")
+        assert str(caught.value).endswith("pass another port with -p (or -p 0 for any free port)")
+    finally:
+        first.server_close()
