@@ -8,6 +8,7 @@ directory) and are reproducible: the same inputs give the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -102,7 +103,7 @@ def build(config: Config, log: Log = lambda message: None) -> BuildResult:
         for database in built:
             final = out_dir / database.path.name
             os.replace(database.path, final)
-            result.append(_moved(database, final))
+            result.append(dataclasses.replace(database, path=final))
         os.replace(scratch / INSPECT_DATA, out_dir / INSPECT_DATA)
         keep = {f"{db.name}.db" for db in config.databases}
         for stale in out_dir.glob("*.db"):
@@ -111,10 +112,6 @@ def build(config: Config, log: Log = lambda message: None) -> BuildResult:
         return BuildResult(tuple(result), out_dir / INSPECT_DATA, tuple(warnings))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _moved(database: BuiltDatabase, path: Path) -> BuiltDatabase:
-    return BuiltDatabase(database.name, path, database.sha256, database.size, database.tables, database.views)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
