@@ -26,8 +26,9 @@ from sqlite_utils.db import AlterError
 from datasette_action.coltypes import Kind
 from datasette_action.config import Config, DatabaseConfig, ForeignKey, TableConfig
 from datasette_action.errors import BuildError, Location, SourceError
-from datasette_action.loader import StagedTable, StageResult, quote, stage_table
+from datasette_action.loader import StagedTable, StageResult, stage_tables
 from datasette_action.sources import SourceFile, find_sources
+from datasette_action.stage_db import STAGE_TABLE, quote, rowid_alias
 
 INSPECT_DATA = "inspect-data.json"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -154,10 +155,11 @@ def _copy_database(db: DatabaseConfig, target: Path) -> None:
 def _build_tables(
     db: DatabaseConfig, sources: dict[str, tuple[SourceFile, ...]], target: Path, warnings: list[str]
 ) -> None:
-    workers = min(os.cpu_count() or 1, MAX_WORKERS)
     staged = {
-        table.name: stage_table(table, sources[table.name], target.parent, f"{db.name}.{index}", workers)
-        for index, table in enumerate(db.tables)
+        table.config.name: table
+        for table in stage_tables(
+            [(table, sources[table.name]) for table in db.tables], target.parent, db.name, _workers()
+        )
     }
     conn = _connect(target)
     try:
@@ -172,6 +174,15 @@ def _build_tables(
         for staged_table in staged.values():
             for stage in staged_table.stages:
                 stage.job.database.unlink(missing_ok=True)
+
+
+def _workers() -> int:
+    """Worker processes for loading: the CPUs this process may run on, at most MAX_WORKERS."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # a container or `taskset` may allow fewer than all
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS))
 
 
 def _creation_order(db: DatabaseConfig) -> list[TableConfig]:
@@ -291,22 +302,29 @@ def _canonical(staged: StagedTable, names: tuple[str, ...]) -> tuple[str, ...]:
 def _copy_stage(
     conn: sqlite3.Connection, staged: StagedTable, stage: StageResult, pk: tuple[str, ...]
 ) -> None:
-    """Append one stage database's rows to the typed table; column affinity converts them."""
+    """Append one stage database's rows to the final table.
+
+    When the stage has the final table's columns in order, `INSERT ... SELECT *` lets SQLite
+    copy the records as they are where the types match too (its transfer optimization, which
+    takes neither a column list nor an ORDER BY; a table scan is in rowid order), and convert
+    them where they do not.
+    """
     conn.execute("ATTACH DATABASE ? AS stage", (str(stage.job.database),))
     try:
         present = {name.lower(): name for name in stage.columns}
         if pk:
             _check_primary_key_present(conn, staged, stage, present, pk)
-        names = [present[c.name.lower()] for c in staged.columns if c.name.lower() in present]
-        values = ", ".join(
-            f"nullif({quote(n)}, '')" if n in staged.empty_is_null else quote(n) for n in names
-        )
+        table = f"main.{quote(staged.config.name)}"
+        if [c.name.lower() for c in staged.columns] == [name.lower() for name in stage.columns]:
+            sql = f"INSERT INTO {table} SELECT * FROM stage.{STAGE_TABLE}"
+        else:  # a source with fewer columns, or in another order, than the table
+            names = ", ".join(
+                quote(present[c.name.lower()]) for c in staged.columns if c.name.lower() in present
+            )
+            sql = f"INSERT INTO {table} ({names}) SELECT {names} FROM stage.{STAGE_TABLE} ORDER BY {_rowid(stage)}"
         conn.execute("BEGIN")
         try:
-            conn.execute(
-                f"INSERT INTO main.{quote(staged.config.name)} ({', '.join(quote(n) for n in names)})"
-                f" SELECT {values} FROM stage.stage ORDER BY {_rowid(stage)}"
-            )
+            conn.execute(sql)
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK")
             _report_duplicate_key(conn, staged, stage, pk)
@@ -319,16 +337,13 @@ def _copy_stage(
 
 
 def _rowid(stage: StageResult) -> str:
-    """A name of the stage table's rowid that no column hides: a source may have a column
-    named "rowid" (Datasette's CSV exports do), which SQLite then reads instead."""
-    taken = {name.lower() for name in stage.columns}
-    for alias in ("rowid", "_rowid_", "oid"):
-        if alias not in taken:
-            return alias
-    raise SourceError(
-        "columns named rowid, _rowid_ and oid hide SQLite's row numbers; rename one of them",
-        stage.job.part.source.at(1),
-    )
+    alias = rowid_alias(stage.columns)
+    if alias is None:
+        raise SourceError(
+            "columns named rowid, _rowid_ and oid hide SQLite's row numbers; rename one of them",
+            stage.job.part.source.at(1),
+        )
+    return alias
 
 
 def _stage_row(staged: StagedTable, stage: StageResult, rowid: int) -> int:
@@ -358,7 +373,7 @@ def _check_primary_key_present(
     test = " OR ".join(f"{quote(present[c.lower()])} IS NULL OR {quote(present[c.lower()])} = ''" for c in pk)
     rowid = _rowid(stage)
     missing = conn.execute(
-        f"SELECT {rowid} FROM stage.stage WHERE {test} ORDER BY {rowid} LIMIT 1"
+        f"SELECT {rowid} FROM stage.{STAGE_TABLE} WHERE {test} ORDER BY {rowid} LIMIT 1"
     ).fetchone()
     if missing:
         source, line = staged.locate(_stage_row(staged, stage, missing[0]))
@@ -377,15 +392,17 @@ def _report_duplicate_key(
     key_columns = [present[c.lower()] for c in pk]
     table = f"main.{quote(staged.config.name)}"
     # Only on this error path: an index makes the search below linear, not quadratic.
-    conn.execute(f"CREATE INDEX stage.duplicate_search ON stage ({', '.join(quote(k) for k in key_columns)})")
+    conn.execute(
+        f"CREATE INDEX stage.duplicate_search ON {STAGE_TABLE} ({', '.join(quote(k) for k in key_columns)})"
+    )
     match = " AND ".join(f"t.{quote(c)} = s.{quote(k)}" for c, k in zip(pk, key_columns))
     earlier = f"EXISTS (SELECT 1 FROM {table} t WHERE {match})"
     same = " AND ".join(f"o.{quote(k)} = s.{quote(k)}" for k in key_columns)
     rowid = _rowid(stage)
-    within = f"EXISTS (SELECT 1 FROM stage.stage o WHERE {same} AND o.{rowid} < s.{rowid})"
-    keys = ", ".join(f"s.{quote(k)}" for k in key_columns)
+    within = f"EXISTS (SELECT 1 FROM stage.{STAGE_TABLE} o WHERE {same} AND o.{rowid} < s.{rowid})"
+    keys = ", ".join(f"CAST(s.{quote(k)} AS TEXT)" for k in key_columns)  # '7', not 7
     found = conn.execute(
-        f"SELECT s.{rowid}, {keys} FROM stage.stage s WHERE {earlier} OR {within} ORDER BY s.{rowid} LIMIT 1"
+        f"SELECT s.{rowid}, {keys} FROM stage.{STAGE_TABLE} s WHERE {earlier} OR {within} ORDER BY s.{rowid} LIMIT 1"
     ).fetchone()
     if found is None:
         return  # not a key clash after all: the caller re-raises SQLite's error

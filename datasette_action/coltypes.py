@@ -1,10 +1,9 @@
 """Column type detection: integer, float or text, decided from every value, not a sample.
 
 Text cells (all of CSV; JSON strings only in columns with a declared type) are checked a whole
-batch-column at a time with string operations that run in C: the integer test is a handful of
-`bytes.translate`/`count` calls, the float test one regular expression. Only a batch that widens
-the column is looked at value by value, to remember the first value that forced the wider type
-(error messages quote it).
+batch-column at a time, with one regular expression over the column's values joined by
+newlines (it runs in C). Only a batch that widens the column is looked at value by value, to
+remember the first value that forced the wider type (error messages quote it).
 
 Numbers with leading zeros ("007", "01001") stay text: they are codes (ZIP, FIPS), not
 quantities. So do a leading "+", surrounding spaces, and integers of more than 18 digits.
@@ -38,8 +37,19 @@ _FLOAT = (
     r"(?:[eE][-+]?[0-9]+)?"
 )
 FLOAT_CELL = re.compile(_FLOAT)
-_FLOAT_COLUMN = re.compile(f"(?:{_FLOAT})?(?:\n(?:{_FLOAT})?)*")
-_DIGITS_AND_NEWLINES = b"0123456789\n"
+
+# A batch-column (its values joined by newlines, "" for an empty cell) is checked with one
+# regular expression. The quantifiers are possessive: they never backtrack, which makes the
+# checks two to three times faster. A possessive pattern can only match less, never more, than
+# the cell patterns above: a batch it rejects (one with a float of more than 18 digits before
+# its point) is looked at cell by cell.
+_INTEGER_VALUE = r"(?:0|-?+[1-9][0-9]{0,17}+|-0)"
+_INTEGER_COLUMN = re.compile(f"{_INTEGER_VALUE}?+(?:\n{_INTEGER_VALUE}?+)*+")
+_FLOAT_VALUE = (
+    r"-?+(?:(?:0|[1-9][0-9]{0,17}+)(?:\.[0-9]*+)?+|[1-9][0-9]{18,}+(?:\.[0-9]*+|(?=[eE]))|\.[0-9]++)"
+    r"(?:[eE][-+]?+[0-9]++)?+"
+)
+_FLOAT_COLUMN = re.compile(f"(?:{_FLOAT_VALUE})?+(?:\n(?:{_FLOAT_VALUE})?+)*+")
 
 
 def cell_kind(value: str) -> Kind:
@@ -52,24 +62,20 @@ def cell_kind(value: str) -> Kind:
     return Kind.TEXT
 
 
-def all_integers(values: Sequence[str], joined: str) -> bool:
-    """Whether every value is "" or a canonical integer of at most 18 digits.
+def all_integers(joined: str) -> bool:
+    """Whether every value of a batch-column is "" or an integer of at most 18 digits without a
+    leading zero. `joined` is the values joined by newlines, none of them containing one."""
+    return _INTEGER_COLUMN.fullmatch(joined) is not None
 
-    `joined` is the values joined by newlines, none of them containing one.
-    """
-    if not joined.isascii():
-        return False
-    data = b"\n" + joined.encode("ascii") + b"\n"
-    rest = data.translate(None, _DIGITS_AND_NEWLINES)
-    if rest.strip(b"-"):
-        return False  # something other than digits and minus signs
-    # every "-" starts a value, is followed by a digit other than 0
-    if rest and (data.count(b"\n-") != len(rest) or data.count(b"\n-\n") or data.count(b"\n-0")):
-        return False
-    # the only value starting with 0 is 0 itself
-    if data.count(b"\n0") != values.count("0"):
-        return False
-    return max(map(len, values)) <= 18
+
+def has_signed_zero(joined: str) -> bool:
+    """Whether a batch-column (as for all_integers) holds the value "-0"."""
+    return joined == "-0" or joined.startswith("-0\n") or joined.endswith("\n-0") or "\n-0\n" in joined
+
+
+def all_floats(joined: str) -> bool:
+    """Whether every value of a batch-column is "" or a number (see all_integers)."""
+    return _FLOAT_COLUMN.fullmatch(joined) is not None
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class ColumnKind:
     def __init__(self) -> None:
         self.kind = Kind.EMPTY
         self.widenings: list[Widening] = []  # why it is not INTEGER, why it is not FLOAT
+        # "-0" counts as an integer, but SQLite stores it as 0: its text cannot be recovered
+        # from a value stored with INTEGER affinity (see stage_db.converts_exactly).
+        self.signed_zero = False
 
     def first_breaking(self, declared: Kind) -> Widening | None:
         """The first value that does not fit the declared kind, if any."""
@@ -106,21 +115,35 @@ class ColumnKind:
                 self.widenings.append(Widening(widening.kind, widening.value, widening.row + row_offset))
         self.widenings.sort(key=lambda w: w.kind)
         self.kind = max(self.kind, later.kind)
+        self.signed_zero = self.signed_zero or later.signed_zero
 
-    def observe_text(self, values: Sequence[str], first_row: int) -> None:
-        """A batch of text cells of this column, "" meaning NULL."""
+    def observe_text(self, values: Sequence[str], first_row: int) -> str | None:
+        """A batch of text cells of this column, "" meaning NULL.
+
+        Returns the values joined by newlines when none holds one (the loader keeps that text
+        for columns it stores as numbers), else None.
+        """
         if self.kind == Kind.TEXT:
-            return
+            return None
         joined = "\n".join(values)
-        if joined.count("\n") == len(values) - 1:  # else a value holds a newline: not a number
-            if self.kind <= Kind.INTEGER and all_integers(values, joined):
-                if self.kind == Kind.EMPTY and len(joined) >= len(values):
-                    self.kind = Kind.INTEGER
-                return
-            if self.kind == Kind.FLOAT and _FLOAT_COLUMN.fullmatch(joined):
-                return
+        if joined.count("\n") != len(values) - 1:  # a value holds a newline: not a number
+            self._observe_each(values, first_row)
+            return None
+        if self.kind <= Kind.INTEGER and all_integers(joined):
+            if self.kind == Kind.EMPTY and len(joined) >= len(values):
+                self.kind = Kind.INTEGER
+            if not self.signed_zero and has_signed_zero(joined):
+                self.signed_zero = True
+        elif not (self.kind == Kind.FLOAT and all_floats(joined)):
+            self._observe_each(values, first_row)
+        return joined
+
+    def _observe_each(self, values: Sequence[str], first_row: int) -> None:
         for offset, value in enumerate(values):
-            self._observe(cell_kind(value), value, first_row + offset)
+            kind = cell_kind(value)
+            if kind == Kind.INTEGER and value == "-0":
+                self.signed_zero = True
+            self._observe(kind, value, first_row + offset)
             if self.is_text():
                 return
 

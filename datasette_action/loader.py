@@ -1,11 +1,15 @@
-"""Load one table's sources into staging databases and detect its column types.
+"""Load tables' sources into stage databases, detecting each column's type on the way.
 
-Each source (or, for a large CSV, each slice of it) is a *stage job*: its rows go, as text (JSON
-values as they are), into a table `stage` with no column affinity in a database file of its own,
-while each column's type is tracked. Jobs run in worker processes when there is more than one
-and the data is large (the machines this runs on have two or more cores; parsing CSV in Python
-is the bottleneck). Only when every row has been seen is the final, typed table created and
-filled from the stage files with `INSERT ... SELECT`, which SQLite's column affinity converts in C.
+Each source (or, for a large CSV, each slice of it) is a *stage job*: it reads its rows in
+batches, tracks each column's type over every value (coltypes) and writes the rows into a stage
+database of its own, typed as the rows seen so far (stage_db). Jobs of all the tables of a
+database run side by side in worker processes when there is enough data: parsing CSV in Python is
+the bottleneck, and the machines this runs on have two or more cores. The build then fills each
+final table from its stages, in source order.
+
+A column's type is only certain after its last value. A stage whose types are narrower than the
+final ones is converted as it is copied, exactly; where a stage's numbers cannot become their
+text again (a float column that is text after all), a second job puts back the text it kept.
 
 sqlite-utils stays the tool for schema work (create, FTS, indexes, foreign keys), but its row
 insert path (`insert_all`) spends ~10 s on a million rows converting values in Python; rows are
@@ -18,15 +22,15 @@ import gc
 import json
 import multiprocessing
 import os
-import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from datasette_action.coltypes import DECLARED, ColumnKind, Kind, Widening
 from datasette_action.config import TableConfig
@@ -41,10 +45,15 @@ from datasette_action.sources import (
     record_line,
     split_csv,
 )
+from datasette_action.stage_db import Affinity, StageWriter, converts_exactly, restore_text
 
 # CSV files are cut into parts of about this size, loaded side by side by worker processes;
-# a file under twice this size loads in one piece, in this process (a pool costs ~0.1-0.3 s).
-PART_BYTES = 8 << 20
+# small parts keep the workers evenly loaded to the end. Sources smaller than twice this size
+# in all load in this process (starting a pool costs ~0.05-0.3 s).
+PART_BYTES = 2 << 20
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class Column:
 class StageJob:
     part: SourcePart
     database: Path  # the stage database file this job writes
-    declared: frozenset[str]  # lower-case names of columns with a declared type
+    declared: Mapping[str, Kind]  # lower-case name -> the type given in `types:`
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class StageResult:
     job: StageJob
     columns: tuple[str, ...]
     kinds: tuple[ColumnKind, ...]
-    has_empty: frozenset[str]  # CSV columns with an empty cell (NULL)
+    stored: tuple[Affinity, ...]  # how each column of the stage table stores its values
     rows: int
 
 
@@ -74,7 +83,6 @@ class StagedTable:
     config: TableConfig
     columns: tuple[Column, ...]
     stages: tuple[StageResult, ...]  # in source order
-    empty_is_null: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def rows(self) -> int:
@@ -95,13 +103,40 @@ class StagedTable:
         raise IndexError(row)
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def stage_tables(
+    tables: Sequence[tuple[TableConfig, tuple[SourceFile, ...]]], scratch: Path, prefix: str, workers: int
+) -> list[StagedTable]:
+    """Load every table's sources into stage databases under `scratch`, one pool for them all."""
+    size = sum(source.path.stat().st_size for _, sources in tables for source in sources)
+    planned = [
+        _plan_jobs(table, sources, scratch, f"{prefix}.{index}")
+        for index, (table, sources) in enumerate(tables)
+    ]
+    with _Runner(workers if size >= 2 * PART_BYTES else 1) as runner:
+        outcomes = iter(runner.run([job for table_jobs in planned for job in table_jobs]))
+        staged = [
+            _merge(table, [r for r in (next(outcomes) for _ in table_jobs) if r is not None])
+            for (table, _), table_jobs in zip(tables, planned)
+        ]
+        # Stages with numbers where the final table has text: their text put back.
+        restorations = [
+            (t, s, RestoreJob(stage, frozenset(restore)))
+            for t, table in enumerate(staged)
+            for s, stage in enumerate(table.stages)
+            if (restore := _to_restore(stage, table.columns))
+        ]
+        for (t, s, _), result in zip(
+            restorations, runner.map(run_restore_job, [j for _, _, j in restorations])
+        ):
+            stages = list(staged[t].stages)
+            stages[s] = result
+            staged[t] = replace(staged[t], stages=tuple(stages))
+    return staged
 
 
-def stage_table(
-    table: TableConfig, sources: tuple[SourceFile, ...], scratch: Path, prefix: str, workers: int
-) -> StagedTable:
+def _plan_jobs(
+    table: TableConfig, sources: tuple[SourceFile, ...], scratch: Path, prefix: str
+) -> list[StageJob]:
     declared = {name.lower(): DECLARED[kind] for name, kind in table.types.items()}
     parts: list[SourcePart] = []
     for source in sources:
@@ -109,42 +144,83 @@ def stage_table(
             parts.extend(split_csv(source, PART_BYTES))
         else:
             parts.append(SourcePart(source))
-    jobs = [
-        StageJob(part, scratch / f"{prefix}.{index}.stage.db", frozenset(declared))
-        for index, part in enumerate(parts)
+    return [
+        StageJob(part, scratch / f"{prefix}.{index}.stage.db", declared) for index, part in enumerate(parts)
     ]
-    split = any(part.end is not None for part in parts)  # only large files are split
-    results = _run_jobs(jobs, workers if split else 1)
-    return _merge(table, results, declared)
 
 
-def _run_jobs(jobs: list[StageJob], workers: int) -> list[StageResult]:
-    if workers <= 1 or len(jobs) <= 1:
-        outcomes = [run_stage_job(job) for job in jobs]
-    else:
-        # fork is the cheapest start, but unsafe once the process has threads.
-        method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context(method)
-        ) as pool:
-            outcomes = list(pool.map(run_stage_job, jobs))
-    # A file whose split fell inside a quoted field is loaded again in one piece; errors
-    # its misaligned parts reported are not real.
-    misaligned = {j.part.source for j, o in zip(jobs, outcomes) if isinstance(o, MisalignedSplit)}
-    results: list[StageResult] = []
-    for job, outcome in zip(jobs, outcomes):
-        source = job.part.source
-        if source in misaligned:
-            if job.part.start == 0:
-                whole = run_stage_job(StageJob(SourcePart(source), job.database, job.declared))
-                if not isinstance(whole, StageResult):
-                    raise whole
-                results.append(whole)
-            continue
-        if not isinstance(outcome, StageResult):
-            raise outcome
-        results.append(outcome)
-    return results
+def _to_restore(stage: StageResult, final: tuple[Column, ...]) -> set[int]:
+    """Positions of the stage's columns whose stored numbers cannot become the final text."""
+    kinds = {column.name.lower(): column.kind for column in final}
+    return {
+        position
+        for position, (name, kind, stored) in enumerate(zip(stage.columns, stage.kinds, stage.stored))
+        if not converts_exactly(stored, kind.signed_zero, kinds[name.lower()])
+    }
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    stage: StageResult
+    restore: frozenset[int]  # positions of the columns to give their text back
+
+
+def run_restore_job(job: RestoreJob) -> StageResult:
+    """Put the kept text back into a stage's columns. Runs in a worker process."""
+    stage = job.stage
+    stored = restore_text(
+        stage.job.database, stage.columns, stage.stored, set(job.restore), stage.job.part.source
+    )
+    return replace(stage, stored=stored)
+
+
+class _Runner:
+    """Runs stage jobs: in worker processes (one pool, kept for a second round), or here."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def map(self, function: Callable[[T], R], items: list[T]) -> list[R]:
+        """function(item) for each item, in worker processes when there are several."""
+        if self.workers <= 1 or len(items) <= 1:
+            return [function(item) for item in items]
+        if self.pool is None:
+            # fork is the cheapest start, but unsafe once the process has threads.
+            method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+            self.pool = ProcessPoolExecutor(
+                max_workers=min(self.workers, len(items)), mp_context=multiprocessing.get_context(method)
+            )
+        return list(self.pool.map(function, items))
+
+    def run(self, jobs: list[StageJob]) -> list[StageResult | None]:
+        """Each job's result, in order; the first job's error (in job order) is raised.
+
+        A file whose split fell inside a quoted field is loaded again in one piece: its first
+        part's result is the whole file's, its other parts' None.
+        """
+        outcomes = self.map(run_stage_job, jobs)
+        # Errors that the parts of a misaligned file reported are not real.
+        misaligned = {j.part.source for j, o in zip(jobs, outcomes) if isinstance(o, MisalignedSplit)}
+        results: list[StageResult | None] = []
+        for job, outcome in zip(jobs, outcomes):
+            source = job.part.source
+            if source in misaligned:
+                if job.part.start != 0:
+                    results.append(None)
+                    continue
+                outcome = run_stage_job(replace(job, part=SourcePart(source)))
+            if not isinstance(outcome, StageResult):
+                raise outcome
+            results.append(outcome)
+        return results
 
 
 def run_stage_job(job: StageJob) -> StageResult | UserError | MisalignedSplit:
@@ -158,68 +234,12 @@ def run_stage_job(job: StageJob) -> StageResult | UserError | MisalignedSplit:
         return error
 
 
-class _Stage:
-    """A stage database's table, growing columns as JSON records bring new ones."""
-
-    def __init__(self, job: StageJob) -> None:
-        job.database.unlink(missing_ok=True)
-        self.conn = sqlite3.connect(job.database, isolation_level=None)
-        self.conn.execute("PRAGMA page_size = 65536")  # fewer, larger pages: ~10% faster inserts
-        self.conn.execute("PRAGMA journal_mode = OFF")
-        self.conn.execute("PRAGMA synchronous = OFF")
-        self.conn.execute("BEGIN")
-        self.job = job
-        self.columns: list[str] = []
-        self.folded: dict[str, int] = {}  # lower-case name -> position: SQLite ignores case
-        self.kinds: list[ColumnKind] = []
-        self.has_empty: set[str] = set()
-        self.closed = False
-
-    def close(self) -> None:
-        if not self.closed:
-            self.conn.close()
-            self.closed = True
-
-    def add_columns(self, names: Sequence[str], line: int) -> list[int]:
-        """Positions of `names` in the stage, adding the new ones."""
-        positions = []
-        seen: dict[str, str] = {}
-        for name in names:
-            folded = name.lower()
-            if folded in seen:
-                raise SourceError(
-                    f"column '{name}' appears twice (as '{seen[folded]}' and '{name}'; column"
-                    " names are not case-sensitive); rename one",
-                    self.job.part.source.at(line),
-                )
-            seen[folded] = name
-            if folded not in self.folded:
-                if self.columns:
-                    self.conn.execute(f"ALTER TABLE stage ADD COLUMN {quote(name)}")
-                else:
-                    self.conn.execute(f"CREATE TABLE stage ({quote(name)})")
-                self.folded[folded] = len(self.columns)
-                self.columns.append(name)
-                self.kinds.append(ColumnKind())
-            positions.append(self.folded[folded])
-        return positions
-
-    def insert_sql(self, positions: Sequence[int]) -> str:
-        names = ", ".join(quote(self.columns[p]) for p in positions)
-        return f"INSERT INTO stage ({names}) VALUES ({', '.join('?' for _ in positions)})"
-
-    def finish(self, rows: int) -> StageResult:
-        self.conn.execute("COMMIT")
-        self.close()
-        return StageResult(self.job, tuple(self.columns), tuple(self.kinds), frozenset(self.has_empty), rows)
-
-
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause Python's cycle collector while rows stream through.
 
     Rows are lists and tuples without cycles, freed by reference counting; but each batch keeps
-    ten thousand of them alive, and the collector's repeated passes over them cost about a
+    thousands of them alive, and the collector's repeated passes over them cost about a
     quarter of the load time.
     """
     was_enabled = gc.isenabled()
@@ -233,32 +253,45 @@ def _collector_paused() -> Iterator[None]:
 
 def _load_csv(job: StageJob) -> StageResult:
     reader = CsvReader(job.part)
-    stage = _Stage(job)
+    stage = StageWriter(job.database, job.declared, job.part.source, typed_values=False)
     try:
-        positions = stage.add_columns(reader.header, job.part.first_line)
-        sql = stage.insert_sql(positions)
-        watched = [(stage.kinds[p], stage.columns[p]) for p in positions]
+        positions = stage.add_columns(reader.header, 1)  # the header is the file's first line
+        kinds = [stage.kinds[p] for p in positions]
         rows = 0
         for batch in reader.batches():
-            stage.conn.executemany(sql, batch)
-            # one transposition touches each row once: much faster than a pass per column
-            for (kind, name), values in zip(watched, zip(*batch)):
-                if kind.kind == Kind.TEXT and name in stage.has_empty:
-                    continue  # nothing left to learn about this column
-                kind.observe_text(values, rows)
-                if name not in stage.has_empty and "" in values:
-                    stage.has_empty.add(name)
+            texts = _observe_csv_batch(kinds, batch, rows)
+            stage.write(positions, batch, texts)
             rows += len(batch)
-        return stage.finish(rows)
+        return StageResult(job, tuple(stage.columns), tuple(stage.kinds), stage.finish(), rows)
     finally:
         reader.close()
         stage.close()
 
 
+def _observe_csv_batch(kinds: list[ColumnKind], batch: list[list[str]], first_row: int) -> dict[int, str]:
+    """Type-check the batch's columns that are not text yet (text is as wide as it gets);
+    their cells joined by newlines, by position (see ColumnKind.observe_text)."""
+    open_columns = [i for i, kind in enumerate(kinds) if kind.kind != Kind.TEXT]
+    columns: Iterable[Sequence[str]]
+    if len(open_columns) == 1:
+        columns = [list(map(itemgetter(open_columns[0]), batch))]
+    elif open_columns:
+        # one transposition of just these columns touches each row once, in C
+        columns = zip(*map(itemgetter(*open_columns), batch))
+    else:
+        return {}
+    texts = {}
+    for i, values in zip(open_columns, columns):
+        joined = kinds[i].observe_text(values, first_row)
+        if joined is not None:
+            texts[i] = joined
+    return texts
+
+
 def _load_json(job: StageJob) -> StageResult:
     source = job.part.source
     records = iter_json_records(source)
-    stage = _Stage(job)
+    stage = StageWriter(job.database, job.declared, source, typed_values=True)
     try:
         rows = 0
         while batch := list(islice(records, BATCH_ROWS)):
@@ -280,15 +313,15 @@ def _load_json(job: StageJob) -> StageResult:
                 for kind, value, parse in zip(kinds, row, parse_text):
                     kind.observe_value(value, rows + offset, parse)
                 values.append(row)
-            stage.conn.executemany(stage.insert_sql(positions), values)
+            stage.write(positions, values)
             rows += len(batch)
-        return stage.finish(rows)
+        return StageResult(job, tuple(stage.columns), tuple(stage.kinds), stage.finish(), rows)
     finally:
         stage.close()
 
 
 def _fold_keys(
-    batch: list[tuple[dict[str, Any], int]], stage: _Stage, source: SourceFile
+    batch: list[tuple[dict[str, Any], int]], stage: StageWriter, source: SourceFile
 ) -> list[tuple[dict[str, Any], int]]:
     """Records with keys that differ only in case ("name", "NAME") spelled one way, the first
     seen: they are one column, as they are across batches and files (SQLite ignores case)."""
@@ -317,8 +350,9 @@ def _sql_value(value: Any) -> Any:
     return value
 
 
-def _merge(table: TableConfig, results: list[StageResult], declared: dict[str, Kind]) -> StagedTable:
+def _merge(table: TableConfig, results: list[StageResult]) -> StagedTable:
     """One column list and one type per column across all stage jobs, in source order."""
+    declared = {name.lower(): DECLARED[kind] for name, kind in table.types.items()}
     names: dict[str, str] = {}  # lower-case -> first spelling
     merged: dict[str, ColumnKind] = {}
     offset = 0
@@ -332,11 +366,8 @@ def _merge(table: TableConfig, results: list[StageResult], declared: dict[str, K
         config=table,
         columns=tuple(Column(names[f], merged[f].kind) for f in names),
         stages=tuple(results),
-        empty_is_null=frozenset(n for r in results for n in r.has_empty),
     )
-    return StagedTable(
-        table, _apply_declared_types(staged, merged, declared), staged.stages, staged.empty_is_null
-    )
+    return replace(staged, columns=_apply_declared_types(staged, merged, declared))
 
 
 def _apply_declared_types(

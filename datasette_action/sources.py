@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -61,12 +62,21 @@ class SourcePart:
     source: SourceFile
     start: int = 0
     end: int | None = None  # None: to the end of the file
-    first_line: int = 1  # the line number at `start`
     header: tuple[str, ...] | None = None
 
     @property
     def is_last(self) -> bool:
         return self.end is None
+
+    @cached_property
+    def first_line(self) -> int:
+        """The line number at `start`: counted only when a message needs it."""
+        newlines, left = 0, self.start
+        with self.source.path.open("rb") as raw:
+            while left > 0 and (chunk := raw.read(min(left, 1 << 20))):
+                newlines += chunk.count(b"\n")
+                left -= len(chunk)
+        return newlines + 1
 
 
 def find_sources(
@@ -318,50 +328,31 @@ def split_csv(source: SourceFile, part_bytes: int) -> tuple[SourcePart, ...]:
             text = head.decode(
                 "utf-8-sig" if codecs.lookup(source.encoding).name == "utf-8" else source.encoding
             )
-            header = next(_csv_reader(io.StringIO(text, newline=""), source))
+            header = tuple(next(_csv_reader(io.StringIO(text, newline=""), source)))
         except (UnicodeDecodeError, csv.Error, StopIteration):
-            return whole  # the first part reports it
+            return whole  # loaded in one piece, its reader reports the problem
         header_end = len(head)
         count = max(1, (size - header_end) // part_bytes)
-        targets = [header_end + (size - header_end) * k // count for k in range(1, count)]
-        starts: list[tuple[int, int]] = [(header_end, head.count(b"\n") + 1)]
-        position, quotes, newlines = header_end, 0, head.count(b"\n")
-        for target in targets:
-            raw.seek(position)
-            while True:
-                chunk = raw.read(1 << 20)
-                if not chunk:
-                    break
-                search_from = max(target - position, 0)
-                boundary = _even_newline(chunk, search_from, quotes)
+        targets = iter([header_end + (size - header_end) * k // count for k in range(1, count)])
+        parts: list[SourcePart] = []
+        start = 0  # of the part being cut; the first part reads the header itself
+        # One pass over the file: `quotes` counts the quote characters before `offset`.
+        offset, quotes = header_end, 0
+        target = next(targets, None)
+        while target is not None and (chunk := raw.read(1 << 20)):
+            search_from = 0
+            while target is not None:
+                boundary = _even_newline(chunk, max(target - offset, search_from), quotes)
                 if boundary is None:
-                    quotes += chunk.count(b'"')
-                    newlines += chunk.count(b"\n")
-                    position += len(chunk)
-                    continue
-                quotes += chunk.count(b'"', 0, boundary)
-                newlines += chunk.count(b"\n", 0, boundary)
-                position += boundary
-                starts.append((position, newlines + 1))
-                break
-    # drop empty parts: boundaries at the end of the file, or two targets on one record
-    starts = [
-        (start, line)
-        for index, (start, line) in enumerate(starts)
-        if start < size and (index == 0 or start > starts[index - 1][0])
-    ]
-    parts = []
-    for index, (start, line) in enumerate(starts):
-        end = starts[index + 1][0] if index + 1 < len(starts) else None
-        parts.append(
-            SourcePart(
-                source,
-                start=0 if index == 0 else start,
-                end=end,
-                first_line=1 if index == 0 else line,
-                header=None if index == 0 else tuple(header),
-            )
-        )
+                    break  # in a later chunk
+                if offset + boundary < size:  # not a boundary at the end of the file
+                    parts.append(SourcePart(source, start, offset + boundary, None if start == 0 else header))
+                    start = offset + boundary
+                search_from = boundary  # two targets in one record: the next record's end
+                target = next(targets, None)
+            quotes += chunk.count(b'"')
+            offset += len(chunk)
+    parts.append(SourcePart(source, start, None, None if start == 0 else header))
     return tuple(parts)
 
 

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlite_utils
 
 from datasette_action import build as build_module
-from datasette_action import loader
+from datasette_action import coltypes, loader
 from datasette_action.build import BuildResult, build
+from datasette_action.coltypes import Kind
 from datasette_action.config import load_config
 from datasette_action.errors import BuildError, SourceError, UserError
 from datasette_action.loader import StageJob, run_stage_job
@@ -794,9 +796,7 @@ def test_a_stray_quote_before_a_split_point_loads_the_file_whole(
     parts = parts_of(Path(CONFIG), 2048)
     assert len(parts) > 2
     # the stray quote really makes a part end inside a quoted field
-    outcomes = [
-        run_stage_job(StageJob(part, project / f"probe.{i}.db", frozenset())) for i, part in enumerate(parts)
-    ]
+    outcomes = [run_stage_job(StageJob(part, project / f"probe.{i}.db", {})) for i, part in enumerate(parts)]
     assert any(isinstance(o, MisalignedSplit) for o in outcomes)
     for i in range(len(parts)):
         (project / f"probe.{i}.db").unlink(missing_ok=True)
@@ -851,6 +851,188 @@ def test_key_and_encoding_errors_in_a_later_part_name_the_absolute_line(
         " set encoding: (for example latin-1 or cp1252) on this table",
     }[problem]
     assert str(info.value) == f"data/x.csv:{bad_line}: {expected}"
+
+
+# -- types that change after the first rows: segments, conversions, text put back -------------
+
+
+def widening_csv(count: int) -> str:
+    """Columns whose type changes late, each in a way the loader must handle exactly."""
+    lines = ["plain,f2t,i2t,i2f,e2i,note"]
+    for i in range(count):
+        last = i == count - 1
+        lines.append(
+            ",".join(
+                [
+                    str(i),
+                    "x" if last else "1.50",  # floats, then text: the text "1.50" must survive
+                    "y" if last else ("-0" if i == 3 else str(i)),  # "-0" must survive too
+                    "2.5" if last else str(i),  # integers, then a float
+                    "" if i < count // 2 else str(i),  # empty for the first batches
+                    "" if i % 7 else "n",
+                ]
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def expected_widening_rows(count: int) -> list[tuple[Any, ...]]:
+    return [
+        (
+            i,
+            "x" if i == count - 1 else "1.50",
+            "y" if i == count - 1 else ("-0" if i == 3 else str(i)),
+            2.5 if i == count - 1 else float(i),
+            None if i < count // 2 else i,
+            None if i % 7 else "n",
+        )
+        for i in range(count)
+    ]
+
+
+def test_late_widenings_load_exactly_whole_and_in_parts(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count = 3 * loader.BATCH_ROWS
+    files = {
+        "data/x.csv": widening_csv(count),
+        # a second table from several files: jobs of all tables share one pool
+        "data/j/a.jsonl": "".join(f'{{"v": {i}}}\n' for i in range(loader.BATCH_ROWS + 5)),
+        # floats and integers, then text: 2 must become "2", not "2.0"
+        "data/j/b.jsonl": '{"v": 1.5}\n{"v": 2}\n' * (loader.BATCH_ROWS // 2) + '{"v": "text", "w": true}\n',
+    }
+    tables = "t: data/x.csv\nj: data/j/*.jsonl\n"
+    expected_types = {
+        "plain": "INTEGER",
+        "f2t": "TEXT",
+        "i2t": "TEXT",
+        "i2f": "REAL",
+        "e2i": "INTEGER",
+        "note": "TEXT",
+    }
+    expected_j = [(str(i), None) for i in range(loader.BATCH_ROWS + 5)]
+    expected_j += [("1.5", None), ("2", None)] * (loader.BATCH_ROWS // 2) + [("text", 1)]
+    restored: list[loader.RestoreJob] = []
+    real_restore = loader.run_restore_job
+
+    def spy(job: loader.RestoreJob) -> Any:
+        restored.append(job)
+        return real_restore(job)
+
+    monkeypatch.setattr(loader, "run_restore_job", spy)
+    whole = one_table(project, files, tables)
+    assert len(parts_of(Path(CONFIG), loader.PART_BYTES)) == 1
+    assert restored == []  # one part: its own segments had the text put back
+
+    whole_bytes = without_change_counter(db_path(whole).read_bytes())
+    hashes = set()
+    monkeypatch.setattr(loader, "PART_BYTES", 4096)
+    assert len(parts_of(Path(CONFIG), 4096)) > 20
+    for workers in (1, 2):
+        monkeypatch.setattr(build_module, "MAX_WORKERS", workers)
+        if workers > 1:  # jobs go to worker processes by name: the spy cannot follow them
+            monkeypatch.setattr(loader, "run_restore_job", real_restore)
+        restored.clear()
+        result = one_table(project, {}, tables)
+        assert column_types(result) == expected_types
+        assert rows(result) == expected_widening_rows(count)
+        assert value_types(result, "i2t")[:5] == ["text"] * 5
+        assert column_types(result, "j") == {"v": "TEXT", "w": "INTEGER"}
+        assert rows(result, "j") == expected_j
+        if workers == 1:  # every part of x.csv but the last, whose "x" made f2t text at once
+            assert len(restored) == len(parts_of(Path(CONFIG), 4096)) - 1
+            assert {job.stage.columns[i] for job in restored for i in job.restore} == {"f2t", "i2t"}
+        hashes.add(result.databases[0].sha256)
+        # the same pages as loading the file whole; only SQLite's count of commits differs
+        assert without_change_counter(db_path(result).read_bytes()) == whole_bytes
+    assert len(hashes) == 1  # the same bytes on any number of cores
+
+
+def without_change_counter(database: bytes) -> bytes:
+    """A database file without the two header fields that count its write transactions."""
+    return database[:24] + database[28:92] + database[96:]
+
+
+def test_late_text_beside_a_column_named_rowid(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kept texts are matched to rows by rowid, which a column named "rowid" hides.
+    count = 2 * loader.BATCH_ROWS
+    lines = ["rowid,v", *(f"{count - i},{i}.50" for i in range(count - 1)), "0,text"]
+    expected = [(count - i, f"{i}.50") for i in range(count - 1)] + [(0, "text")]
+    write(project, {"data/x.csv": "\n".join(lines) + "\n"})
+    for part_bytes in (loader.PART_BYTES, 4096):  # one part (segments), then many (restore jobs)
+        monkeypatch.setattr(loader, "PART_BYTES", part_bytes)
+        result = one_table(project, {})
+        assert column_types(result) == {"rowid": "INTEGER", "v": "TEXT"}
+        assert query(db_path(result), "SELECT rowid, v FROM t ORDER BY _rowid_") == expected
+
+
+def test_a_column_empty_in_the_first_batch_is_typed_by_its_later_values(project: Path) -> None:
+    count = loader.BATCH_ROWS + 3
+    lines = ["a,b", *(f"{i}," for i in range(count - 3)), "1,7", "2,", "3,-8"]
+    result = one_table(project, {"data/x.csv": "\n".join(lines) + "\n"})
+    assert column_types(result) == {"a": "INTEGER", "b": "INTEGER"}
+    assert rows(result)[-3:] == [(1, 7), (2, None), (3, -8)]
+    assert value_types(result, "b")[-3:] == ["integer", "null", "integer"]
+
+
+def test_stage_tables_are_copied_record_for_record(project: Path) -> None:
+    """When a stage's types are the final table's, SQLite's transfer optimization copies its
+    records as they are (EXPLAIN shows RowData): the stage and the final table (made by
+    sqlite-utils) must agree on every column's affinity."""
+    write(project, {"data/x.csv": "i,f,t,e\n1,1.5,a,\n2,2,b,\n"})
+    configure(project, T_FROM_X_CSV)
+    [source] = find_sources(load_config(Path(CONFIG)).databases[0].tables[0], project.resolve(), Path("."))
+    stage = run_stage_job(StageJob(SourcePart(source), project / "s.db", {}))
+    assert isinstance(stage, loader.StageResult)
+    assert [k.kind.name for k in stage.kinds] == ["INTEGER", "FLOAT", "TEXT", "EMPTY"]
+    conn = sqlite3.connect(project / "final.db")
+    columns = {name: build_module.PYTHON_TYPES[kind.kind] for name, kind in zip(stage.columns, stage.kinds)}
+    sqlite_utils.Database(conn)["t"].create(columns)  # type: ignore[union-attr]
+    conn.execute("ATTACH DATABASE ? AS stage", (str(project / "s.db"),))
+    program = [row[1] for row in conn.execute("EXPLAIN INSERT INTO main.t SELECT * FROM stage.stage")]
+    assert "RowData" in program and "Column" not in program
+    conn.execute("INSERT INTO main.t SELECT * FROM stage.stage")
+    assert conn.execute("SELECT * FROM t").fetchall() == [(1, 1.5, "a", None), (2, 2.0, "b", None)]
+    conn.close()
+
+
+def test_json_records_without_keys(project: Path) -> None:
+    result = one_table(project, {"data/x.json": '[{}, {"a": 1}, {}]'}, "t: data/x.json")
+    assert rows(result) == [(None,), (1,), (None,)]
+    count = loader.BATCH_ROWS + 2  # a first batch with no key at all
+    result = one_table(project, {"data/x.jsonl": "{}\n" * (count - 1) + '{"a": "z"}\n'}, "t: data/x.jsonl")
+    assert len(rows(result)) == count and rows(result)[-2:] == [(None,), ("z",)]
+    message = build_error(project, "d:\n  tables:\n    t: data/x.json\n", {"data/x.json": "[{}, {}]"})
+    assert (
+        message
+        == "data/x.json: no record has a key, so the table would have no columns; give the records keys"
+    )
+
+
+def test_batch_checks_accept_only_what_the_cell_checks_accept() -> None:
+    """The whole-batch regular expressions (possessive, fast) never accept a value that the
+    per-cell ones reject; they reject only long floats, which are then checked cell by cell."""
+    rng = random.Random(7)
+    values = ["", "0", "-0", "00", "7", "-7", "+7", "1.5", ".5", "5.", "1e5", "1E-5", "1e", "-", ".", "e5"]
+    values += ["123456789012345678", "1234567890123456789", "1234567890123456789.5", " 5", "5 ", "0x1"]
+    values += [
+        "".join(rng.choice("0123456789-+.eE x") for _ in range(rng.randint(1, 22))) for _ in range(5000)
+    ]
+    for value in values:
+        kind = coltypes.cell_kind(value)
+        assert coltypes.all_integers(value) == (kind <= Kind.INTEGER), value
+        assert coltypes.has_signed_zero(value) == (value == "-0"), value
+        long_whole_part = len(value.lstrip("-").split(".")[0].split("e")[0].split("E")[0]) > 18
+        if kind <= Kind.FLOAT and not long_whole_part:
+            assert coltypes.all_floats(value), value
+        if coltypes.all_floats(value):
+            assert kind <= Kind.FLOAT, value
+    for _ in range(300):  # a batch passes only if every value would
+        batch = rng.sample(values, 20)
+        joined = "\n".join(batch)
+        assert coltypes.all_integers(joined) == all(coltypes.all_integers(v) for v in batch)
+        assert coltypes.has_signed_zero(joined) == ("-0" in batch)
+        assert coltypes.all_floats(joined) == all(coltypes.all_floats(v) for v in batch)
 
 
 # -- bad input: a UserError naming the file and line, and the previous build left alone -------
@@ -998,6 +1180,12 @@ d:
             "year,code\n2020,a\n2020,b\n2021,a\n2020,b\n",
             "data/x.csv:5: duplicate primary key in table 't': year = '2020', code = 'b' appears more"
             " than once; primary keys must be unique",
+        ),
+        (  # the same number written two ways is the same key
+            "v",
+            "v\n1.5\n2.25\n1.50\n",
+            "data/x.csv:4: duplicate primary key in table 't': v = '1.5' appears more than once;"
+            " primary keys must be unique",
         ),
         (
             "id",

@@ -37,3 +37,14 @@ def test_every_config_key_is_in_the_readme_config_section() -> None:
 def test_every_command_is_in_the_readme() -> None:
     missing = sorted(name for name in cli.commands if f"datasette-lambda {name}" not in README)
     assert not missing, f"commands missing from the README: {missing}"
+
+
+def test_every_module_is_in_the_readme_architecture_table() -> None:
+    section = README.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    modules = [*(ROOT / "datasette_action").glob("*.py"), *(ROOT / "entrypoint").glob("*.py")]
+    missing = sorted(
+        str(path.relative_to(ROOT))
+        for path in modules
+        if not path.name.startswith("__") and f"{path.name}`" not in section
+    )
+    assert not missing, f"modules missing from the README's architecture table: {missing}"
