@@ -28,7 +28,7 @@ from datasette_action.config import Config, DatabaseConfig, ForeignKey, TableCon
 from datasette_action.errors import BuildError, Location, SourceError
 from datasette_action.loader import StagedTable, StageResult, stage_tables
 from datasette_action.sources import SourceFile, find_sources
-from datasette_action.stage_db import STAGE_TABLE, quote, rowid_alias
+from datasette_action.stage_db import STAGE_TABLE, quote, rowid_name
 
 INSPECT_DATA = "inspect-data.json"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -337,13 +337,7 @@ def _copy_stage(
 
 
 def _rowid(stage: StageResult) -> str:
-    alias = rowid_alias(stage.columns)
-    if alias is None:
-        raise SourceError(
-            "columns named rowid, _rowid_ and oid hide SQLite's row numbers; rename one of them",
-            stage.job.part.source.at(1),
-        )
-    return alias
+    return rowid_name(stage.columns, stage.job.part.source)
 
 
 def _stage_row(staged: StagedTable, stage: StageResult, rowid: int) -> int:

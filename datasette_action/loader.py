@@ -134,10 +134,15 @@ def stage_tables(
     return staged
 
 
+def _declared(table: TableConfig) -> dict[str, Kind]:
+    """Lower-case column name -> the type `types:` gives it."""
+    return {name.lower(): DECLARED[kind] for name, kind in table.types.items()}
+
+
 def _plan_jobs(
     table: TableConfig, sources: tuple[SourceFile, ...], scratch: Path, prefix: str
 ) -> list[StageJob]:
-    declared = {name.lower(): DECLARED[kind] for name, kind in table.types.items()}
+    declared = _declared(table)
     parts: list[SourcePart] = []
     for source in sources:
         if source.format in ("csv", "tsv"):
@@ -257,12 +262,9 @@ def _load_csv(job: StageJob) -> StageResult:
     try:
         positions = stage.add_columns(reader.header, 1)  # the header is the file's first line
         kinds = [stage.kinds[p] for p in positions]
-        rows = 0
         for batch in reader.batches():
-            texts = _observe_csv_batch(kinds, batch, rows)
-            stage.write(positions, batch, texts)
-            rows += len(batch)
-        return StageResult(job, tuple(stage.columns), tuple(stage.kinds), stage.finish(), rows)
+            stage.write(positions, batch, _observe_csv_batch(kinds, batch, stage.rows))
+        return _result(job, stage)
     finally:
         reader.close()
         stage.close()
@@ -293,7 +295,6 @@ def _load_json(job: StageJob) -> StageResult:
     records = iter_json_records(source)
     stage = StageWriter(job.database, job.declared, source, typed_values=True)
     try:
-        rows = 0
         while batch := list(islice(records, BATCH_ROWS)):
             names: dict[str, None] = {}
             for record, _ in batch:
@@ -311,13 +312,17 @@ def _load_json(job: StageJob) -> StageResult:
             for offset, (record, _) in enumerate(batch):
                 row = [_sql_value(record.get(name)) for name in names]
                 for kind, value, parse in zip(kinds, row, parse_text):
-                    kind.observe_value(value, rows + offset, parse)
+                    kind.observe_value(value, stage.rows + offset, parse)
                 values.append(row)
             stage.write(positions, values)
-            rows += len(batch)
-        return StageResult(job, tuple(stage.columns), tuple(stage.kinds), stage.finish(), rows)
+        return _result(job, stage)
     finally:
         stage.close()
+
+
+def _result(job: StageJob, stage: StageWriter) -> StageResult:
+    stored = stage.finish()
+    return StageResult(job, tuple(stage.columns), tuple(stage.kinds), stored, stage.rows)
 
 
 def _fold_keys(
@@ -352,7 +357,6 @@ def _sql_value(value: Any) -> Any:
 
 def _merge(table: TableConfig, results: list[StageResult]) -> StagedTable:
     """One column list and one type per column across all stage jobs, in source order."""
-    declared = {name.lower(): DECLARED[kind] for name, kind in table.types.items()}
     names: dict[str, str] = {}  # lower-case -> first spelling
     merged: dict[str, ColumnKind] = {}
     offset = 0
@@ -367,7 +371,7 @@ def _merge(table: TableConfig, results: list[StageResult]) -> StagedTable:
         columns=tuple(Column(names[f], merged[f].kind) for f in names),
         stages=tuple(results),
     )
-    return replace(staged, columns=_apply_declared_types(staged, merged, declared))
+    return replace(staged, columns=_apply_declared_types(staged, merged, _declared(table)))
 
 
 def _apply_declared_types(

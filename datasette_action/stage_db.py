@@ -66,6 +66,17 @@ def rowid_alias(columns: Sequence[str]) -> str | None:
     return next((alias for alias in ("rowid", "_rowid_", "oid") if alias not in taken), None)
 
 
+def rowid_name(columns: Sequence[str], source: SourceFile) -> str:
+    """rowid_alias, where the table's rows must be told apart: an error if none is left."""
+    alias = rowid_alias(columns)
+    if alias is None:
+        raise SourceError(
+            "columns named rowid, _rowid_ and oid hide SQLite's row numbers; rename one of them",
+            source.at(1),
+        )
+    return alias
+
+
 def connect(database: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(database, isolation_level=None)
     conn.execute("PRAGMA journal_mode = OFF")  # a stage is thrown away if anything fails
@@ -94,9 +105,9 @@ class StageWriter:
         self.kinds: list[ColumnKind] = []
         self.segments: list[tuple[Affinity, ...]] = []  # each segment table's column affinities
         self.segment_rows: list[int] = []
-        self.inserts: dict[tuple[tuple[int, ...], bool], str] = {}  # into the last segment
-        self.rows = 0
-        self.keyless_rows = 0  # JSON records before the first that has a key
+        self.inserts: dict[tuple[int, ...], str] = {}  # by positions, into the last segment
+        self.rows = 0  # written so far
+        self.keyless_rows = 0  # JSON records before the first that has a key, not yet written
         self.keeps_texts = False
         self.closed = False
 
@@ -143,20 +154,21 @@ class StageWriter:
         CSV rows come with `texts`: position -> the batch's cells of that column joined by
         newlines, for the columns not yet known to be text; an empty cell becomes NULL.
         """
+        self.rows += len(rows)
         if not self.columns:
             self.keyless_rows += len(rows)
             return
         affinities = self.affinities()
         self._segment_for(affinities)
-        if texts is not None:
-            self._keep_texts(affinities, texts)
+        if texts:
+            self._keep_texts(affinities, texts, first_row=self.rows - len(rows))
         if not positions:  # JSON records without keys: rows of NULLs
             positions, rows = [0], [(None,)] * len(rows)
-        key = (tuple(positions), texts is not None)
+        key = tuple(positions)
         sql = self.inserts.get(key)
         if sql is None:
             names = ", ".join(quote(self.columns[p]) for p in positions)
-            if texts is not None:  # CASE is cheaper than nullif()
+            if not self.typed_values:  # CASE is cheaper than nullif()
                 values = [
                     f"CASE WHEN ?{n} = '' THEN NULL ELSE ?{n} END" for n in range(1, len(positions) + 1)
                 ]
@@ -165,13 +177,12 @@ class StageWriter:
             sql = f"INSERT INTO {self._segment_name()} ({names}) VALUES ({', '.join(values)})"
             self.inserts[key] = sql
         self.conn.executemany(sql, rows)
-        self.rows += len(rows)
         self.segment_rows[-1] += len(rows)
 
-    def _keep_texts(self, affinities: Sequence[Affinity], texts: Mapping[int, str]) -> None:
+    def _keep_texts(self, affinities: Sequence[Affinity], texts: Mapping[int, str], first_row: int) -> None:
         """The text of the cells this batch stores where it could not be recovered from."""
         kept = [
-            (self.rows, position, joined)
+            (first_row, position, joined)
             for position, joined in texts.items()
             if not converts_exactly(affinities[position], self.kinds[position].signed_zero, Kind.TEXT)
             and self.columns[position].lower() not in self.fixed  # declared: never widened
@@ -205,7 +216,7 @@ class StageWriter:
                 f"INSERT INTO {self._segment_name()} ({quote(self.columns[0])}) VALUES (NULL)",
                 [()] * self.keyless_rows,
             )
-            self.segment_rows[-1], self.rows, self.keyless_rows = self.keyless_rows, self.keyless_rows, 0
+            self.segment_rows[-1], self.keyless_rows = self.keyless_rows, 0
 
     def finish(self) -> tuple[Affinity, ...]:
         """Join the segments into the `stage` table, commit; its column affinities."""
@@ -268,14 +279,10 @@ def _join(
     """Fill a new `stage` table from tables (name, their columns, the row their first row is),
     in order; the columns at `restore` take their text from `texts` where it was kept."""
     conn.execute(f"CREATE TABLE {STAGE_TABLE} ({_definitions(columns, affinities)})")
-    if restore:
-        _load_kept_texts(conn, sorted(restore))
     order = rowid_alias(columns)
-    if order is None and restore:
-        raise SourceError(
-            "columns named rowid, _rowid_ and oid hide SQLite's row numbers; rename one of them",
-            source.at(1),
-        )
+    if restore:
+        order = rowid_name(columns, source)  # kept texts are matched to rows by rowid
+        _load_kept_texts(conn, sorted(restore))
     for table, names, first_row in sources:
         values = [
             f"coalesce(nullif({_kept(i)}.text, ''), s.{quote(name)})" if i in restore else f"s.{quote(name)}"
