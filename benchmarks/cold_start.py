@@ -8,7 +8,8 @@
          settings (mutable database, no inspect data). (Datasette 0.65 has no `__call__`: the ASGI app
          is `.app()`.)
   ours:  `datasette-lambda package` for a config with the same database: the function code tree
-         (`result.function.directory`) and the layer's `python/`, handler `entrypoint.handler.handler`.
+         (`result.function.directory`) and the layer's `python/`, handler
+         `datasette_action_entrypoint.handler.handler`.
 
 Both serve the same SQLite file, built once by this project's build stage from a generated
 200,000-row CSV (`benchmarks/.work/cold-start/`, kept with the naive pip tree so reruns are fast).
@@ -22,12 +23,12 @@ Both serve the same SQLite file, built once by this project's build stage from a
 2. Size of the dependencies: the naive tree zipped (DEFLATED, as pip leaves it with its .pyc for the
    running Python, and with them stripped) vs our layer zip. Target: ours at most 0.45x naive zipped.
 3. Warm latency, in one python3.13 process on our bundle: our handler with function URL events vs
-   the same requests to the handler's own Datasette app (built by `entrypoint.app.make_site`, the
-   `ds.app()` inside its Mangum(RawPathApp(...))) called directly over ASGI with the scope an ASGI
-   server would give it, and, to split the difference, that app behind a bare `Mangum(app,
-   lifespan="off")`. Interleaved, medians per request, and the median of the paired differences with a
-   95% confidence interval. Target: the handler no slower than direct ASGI within noise (the
-   interval of handler - direct reaches 0).
+   the same requests to the handler's own Datasette app (built by
+   `datasette_action_entrypoint.app.make_site`, the `ds.app()` inside its Mangum(RawPathApp(...)))
+   called directly over ASGI with the scope an ASGI server would give it, and, to split the
+   difference, that app behind a bare `Mangum(app, lifespan="off")`. Interleaved, medians per
+   request, and the median of the paired differences with a 95% confidence interval. Target: the
+   handler no slower than direct ASGI within noise (the interval of handler - direct reaches 0).
 
 The machine is shared and noisy: read the ratios, not the absolute times. Needs PyPI (or pip's
 cache) on the first run and a Python 3.13 (on PATH or pyenv).
@@ -56,10 +57,10 @@ from bundle_size import TARGET_RATIO as SIZE_TARGET
 
 from datasette_action.build import build
 from datasette_action.config import load_config
+from datasette_action.events import function_url_event
 from datasette_action.package import PackageResult, package
 from datasette_action.pyc import find_interpreter
 from datasette_action.zips import tree_files, write_zip
-from entrypoint.events import function_url_event
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "cold-start"
@@ -116,8 +117,8 @@ events_file, iterations, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]
 sys.path[:0] = sys.argv[4:]
 with open(events_file) as f:
     events = json.load(f)
-import entrypoint.handler
-from entrypoint.handler import handler
+import datasette_action_entrypoint.handler
+from datasette_action_entrypoint.handler import handler
 from mangum import Mangum
 
 class Context:
@@ -129,8 +130,8 @@ class Context:
 context = Context()
 handler(events[0], context)  # sets up the handler (and the thread's event loop)
 loop = asyncio.get_event_loop()
-# The handler's own Datasette, built by entrypoint.app.make_site: Mangum(RawPathApp(ds.app())).
-site = entrypoint.handler._app.site_for(events[0])
+# The handler's own Datasette (datasette_action_entrypoint.app.make_site): Mangum(RawPathApp(ds.app())).
+site = datasette_action_entrypoint.handler._app.site_for(events[0])
 app = site.app.app
 assert type(site.app).__name__ == "RawPathApp", type(site.app)
 bare_mangum = Mangum(app, lifespan="off")
@@ -526,7 +527,7 @@ def main() -> None:
     )
     bundles: dict[str, tuple[str | None, list[Path]]] = {
         "naive": (NAIVE_HANDLER, [naive_tree]),
-        "ours": ("entrypoint.handler", ours_paths),
+        "ours": ("datasette_action_entrypoint.handler", ours_paths),
         "bare": (None, []),
     }
     log(f"measuring cold starts ({args.rounds} rounds)")

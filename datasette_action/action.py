@@ -21,7 +21,6 @@ import dataclasses
 import os
 import re
 import sys
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, TextIO, TypeVar
 
-from datasette_action.build import BuildResult, build
-from datasette_action.cli import describe_build, describe_deploy, describe_package
-from datasette_action.config import REGION, STACK_NAME, Config, load_config
-from datasette_action.deploy import DeployOptions, aws_session, deploy, has_credentials
+from datasette_action import output, pipeline
+from datasette_action.config import Config, load_config, region_problem, stack_name_problem
+from datasette_action.deploy import DeployOptions
 from datasette_action.errors import (
     AwsError,
     BuildError,
@@ -47,10 +45,7 @@ from datasette_action.errors import (
     StackFailedError,
     UserError,
 )
-from datasette_action.package import PackageResult, package
-from datasette_action.planning import checked_plan
-from datasette_action.report import deploy_markdown
-from datasette_action.template import render_template
+from datasette_action.pipeline import Built, Deployed, Packaged, Planned
 
 T = TypeVar("T")
 
@@ -235,14 +230,13 @@ def read_inputs(env: Mapping[str, str], workspace: Path) -> Inputs:
     force = BOOLEANS[_choice(env, "force", "false", tuple(BOOLEANS))]
     working_directory = _working_directory(_input(env, "working-directory", "."), workspace)
     stack_name = _input(env, "stack-name") or None
-    if stack_name is not None and not STACK_NAME.fullmatch(stack_name):
-        raise InputError(
-            f"the stack-name input: '{stack_name}' is not a valid CloudFormation stack name; use"
-            " letters, digits and hyphens, starting with a letter, at most 128 characters"
-        )
+    problem = stack_name_problem(stack_name) if stack_name is not None else None
+    if problem:
+        raise InputError(f"the stack-name input: {problem}")
     region = _input(env, "aws-region") or None
-    if region is not None and not REGION.fullmatch(region):
-        raise InputError(f"the aws-region input: '{region}' is not an AWS region name such as us-east-1")
+    problem = region_problem(region) if region is not None else None
+    if problem:
+        raise InputError(f"the aws-region input: {problem}")
     endpoint = _input(env, "endpoint-url") or None
     if endpoint is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", endpoint):
         raise InputError(
@@ -302,121 +296,105 @@ def load_for_action(inputs: Inputs) -> Config:
 
 @dataclass(frozen=True)
 class Run:
-    """What a stage needs: the runner, the inputs, the loaded config, the mode it runs as."""
+    """What a stage needs: the runner, the inputs, the loaded config, the mode it runs as, and the
+    job's environment (for the secrets' values and the run id)."""
 
     github: GitHub
     inputs: Inputs
     config: Config
     mode: str
     note: str | None  # why the mode differs from the input, if it does
+    env: Mapping[str, str] = field(repr=False)
 
     def outputs(self, **values: str) -> None:
         given = {name.replace("_", "-"): value for name, value in values.items()}
         self.github.set_outputs({name: given.get(name, "") for name in OUTPUTS})
 
+    def options(self, **given: bool) -> DeployOptions:
+        return DeployOptions(
+            endpoint_url=self.inputs.endpoint_url,
+            log=self.github.log,
+            run_id=pipeline.run_id(self.env),
+            secrets=pipeline.secret_values(self.config, self.env),
+            **given,
+        )
+
 
 def build_stage(run: Run) -> None:
     with run.github.group(f"Build the databases of {run.github.shown(run.inputs.config)}"):
-        started = time.perf_counter()
-        built = build(run.config, log=run.github.log)
-        run.github.log(describe_build(built, time.perf_counter() - started))
-    _warn(run.github, built.warnings)
-    run.outputs(stack_name=run.config.stack)
-    run.github.add_summary(build_markdown(run.config.stack, built))
+        built = pipeline.build(run.config, log=run.github.log)
+        run.github.log(output.build_text(built))
+    report(run, built)
 
 
-def build_and_package(run: Run) -> tuple[BuildResult, PackageResult]:
+def package_stage(run: Run) -> Packaged:
     with run.github.group("Build the databases and package them for Lambda"):
-        started = time.perf_counter()
-        built = build(run.config, log=run.github.log)
-        run.github.log(describe_build(built, time.perf_counter() - started))
-        result = package(run.config, built, log=run.github.log)
-        run.github.log(describe_package(result, time.perf_counter() - started))
-    _warn(run.github, (*built.warnings, *result.warnings))
-    return built, result
+        packaged = pipeline.build_and_package(run.config, log=run.github.log)
+        run.github.log(output.build_text(packaged.built))
+        run.github.log(output.package_text(packaged))
+    _warn(run.github, packaged.warnings)
+    return packaged
 
 
 def plan_stage(run: Run) -> None:
-    _built, result = build_and_package(run)
-    template = render_template(run.config, result)
+    packaged = package_stage(run)
     with run.github.group("Check the template and the bundle; compare with AWS"):
-        options = DeployOptions(endpoint_url=run.inputs.endpoint_url, log=run.github.log)
-        checked = checked_plan(run.config, result, template, options, run.config.build_dir / "plan.md")
-        outcome, markdown, report = checked.outcome, checked.markdown, checked.report
-        run.github.log(markdown)
-    if checked.smoke.skipped:
-        run.github.command("warning", f"smoke test {checked.smoke.skipped}", title="datasette-lambda plan")
-    if not outcome.online:
-        run.github.command("notice", f"plan ran {outcome.note}", title="datasette-lambda plan")
-    run.outputs(
-        stack_name=run.config.stack,
-        changed=str(bool(outcome.changes)).lower() if outcome.online else "",
-        bundle_sha256=result.function.sha256,
-        bundle_size=str(result.function.zipped_size),
-        plan_markdown=str(report),
-    )
-    run.github.add_summary(f"> {run.note}\n\n{markdown}" if run.note else markdown)
-    if checked.problems:
-        raise CheckError(f"{' and '.join(checked.problems)}; see the job summary or {report}")
+        planned = pipeline.plan(packaged, run.options(), run.config.build_dir / "plan.md")
+    report(run, planned)
 
 
 def deploy_stage(run: Run) -> None:
-    require_credentials(run.config, run.inputs.endpoint_url)
-    _built, result = build_and_package(run)
+    pipeline.require_credentials(run.config, run.inputs.endpoint_url)
+    packaged = package_stage(run)
     with run.github.group(f"Deploy the stack {run.config.stack}"):
-        options = DeployOptions(
-            endpoint_url=run.inputs.endpoint_url,
-            health_check=run.inputs.health_check,
-            force=run.inputs.force,
-            log=run.github.log,
+        deployed = pipeline.deploy(
+            packaged, run.options(health_check=run.inputs.health_check, force=run.inputs.force)
         )
-        outcome = deploy(run.config, result, render_template(run.config, result), options)
-        run.github.log(describe_deploy(outcome))
-    run.outputs(
-        url=outcome.url or "",
-        stack_name=outcome.stack,
-        changed=str(outcome.changed).lower(),
-        bundle_sha256=result.function.sha256,
-        bundle_size=str(result.function.zipped_size),
-    )
-    run.github.add_summary(deploy_markdown(outcome))
-    health = outcome.health
-    if health is not None and not health.ok:
-        raise SiteDownError(
-            f"the stack deployed, but the site does not answer: GET {health.url} ->"
-            f" {health.status or health.error}; see the function's logs in CloudWatch"
-            f" (/aws/lambda/{outcome.function_name})"
-        )
-    verb = "deployed" if outcome.changed else "unchanged (nothing to deploy)"
-    run.github.command("notice", f"{outcome.stack} {verb}: {outcome.url}", title="datasette-lambda deploy")
-
-
-def require_credentials(config: Config, endpoint_url: str | None) -> None:
-    """Fail before the build (minutes of it) when a deploy could not reach AWS anyway."""
-    aws = aws_session(config, endpoint_url)  # CredentialsError without a region
-    if not has_credentials(aws):
-        raise CredentialsError(
-            "deploy mode needs AWS credentials and this job has none; nothing was built or sent"
-            " to AWS. Add aws-actions/configure-aws-credentials (with role-to-assume) before this"
-            " step, and `permissions: id-token: write` to the job"
-        )
+    report(run, deployed)
 
 
 STAGES: dict[str, Callable[[Run], None]] = {"build": build_stage, "plan": plan_stage, "deploy": deploy_stage}
 
 
-def build_markdown(stack: str, built: BuildResult) -> str:
-    lines = [f"# datasette-lambda build: `{stack}`", "", "| database | table | rows |", "|---|---|---:|"]
-    for database in built.databases:
-        for table in database.tables:
-            if not table.hidden:
-                lines.append(f"| {database.name} | {table.name} | {table.rows:,} |")
-        lines += [f"| {database.name} | {view} (view) | |" for view in database.views]
-    lines.append("")
-    for database in built.databases:
-        lines.append(f"- `{database.path.name}`: {database.size:,} bytes, sha256 `{database.sha256[:12]}`")
-    lines += [f"- warning: {warning}" for warning in built.warnings]
-    return "\n".join(lines) + "\n"
+def report(run: Run, result: object) -> None:
+    """A stage's result for the runner: the log, annotations, outputs and the job summary. Also
+    called with what a failed stage finished (`UserError.result`), before the error."""
+    github = run.github
+    if isinstance(result, Built):
+        _warn(github, result.result.warnings)
+        run.outputs(stack_name=run.config.stack)
+        github.add_summary(output.build_markdown(result))
+    elif isinstance(result, Planned):
+        plan, function = result.plan, result.packaged.result.function
+        github.log(result.markdown)
+        if result.smoke.skipped:
+            github.command("warning", f"smoke test {result.smoke.skipped}", title="datasette-lambda plan")
+        if not plan.online:
+            github.command("notice", f"plan ran {plan.note}", title="datasette-lambda plan")
+        run.outputs(
+            stack_name=run.config.stack,
+            changed=str(bool(plan.changes)).lower() if plan.online else "",
+            bundle_sha256=function.sha256,
+            bundle_size=str(function.zipped_size),
+            plan_markdown=str(result.report),
+        )
+        github.add_summary(f"> {run.note}\n\n{result.markdown}" if run.note else result.markdown)
+    elif isinstance(result, Deployed):
+        deployed, function = result.result, result.packaged.result.function
+        github.log(output.deploy_text(deployed))
+        run.outputs(
+            url=deployed.url or "",
+            stack_name=deployed.stack,
+            changed=str(deployed.changed).lower(),
+            bundle_sha256=function.sha256,
+            bundle_size=str(function.zipped_size),
+        )
+        github.add_summary(output.deploy_markdown(deployed))
+        if deployed.health is None or deployed.health.ok:
+            verb = "deployed" if deployed.changed else "unchanged (nothing to deploy)"
+            github.command(
+                "notice", f"{deployed.stack} {verb}: {deployed.url}", title="datasette-lambda deploy"
+            )
 
 
 def _warn(github: GitHub, warnings: tuple[str, ...]) -> None:
@@ -534,13 +512,15 @@ def prepare(github: GitHub, env: Mapping[str, str]) -> Run:
         f"datasette-lambda {mode}: stack {config.stack}. Locally, from the repository's root, the same is:"
         f" datasette-lambda {mode} -c {github.shown(inputs.config)}{overridden}"
     )
-    return Run(github, inputs, config, mode, note)
+    return Run(github, inputs, config, mode, note, env)
 
 
-def _attempt(github: GitHub, mode: str, step: Callable[[], T]) -> T:
+def _attempt(github: GitHub, mode: str, step: Callable[[], T], run: Run | None = None) -> T:
     try:
         return step()
     except UserError as error:
+        if run is not None and error.result is not None:
+            report(run, error.result)
         die(github, error, mode)
     except Exception as exc:  # a bug: show the traceback, then fail the same way
         with github.group("Traceback"):
@@ -557,7 +537,7 @@ def main(env: Mapping[str, str] | None = None, out: TextIO | None = None) -> int
     github = GitHub.from_env(env, out or sys.stdout)
     requested = _input(env, "mode", "deploy")
     run = _attempt(github, requested if requested in MODES else "action", lambda: prepare(github, env))
-    _attempt(github, run.mode, lambda: STAGES[run.mode](run))
+    _attempt(github, run.mode, lambda: STAGES[run.mode](run), run)
     github.write_summary(_cut_note(run.mode))
     return 0
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from datasette_action.errors import UserError
+from datasette_action.events import http_request_event, http_response
 from datasette_action.package import PackageResult
-from datasette_action.serve import find_python, function_url_event, http_response, local_lambda
+from datasette_action.serve import find_python, local_lambda
 from datasette_action.template import Template
 
 LINT_REGION = "us-east-1"  # cfn-lint's schemas are per region; the config's region when it has one
@@ -70,7 +71,7 @@ def smoke_test(result: PackageResult) -> SmokeTest:
     with local_lambda(result) as function:
         for path in paths:
             started = time.perf_counter()
-            event = function_url_event("GET", path, [("accept", "text/html")], b"", host="smoke-test.local")
+            event = http_request_event("GET", path, [("accept", "text/html")], b"", host="smoke-test.local")
             status: int | None = None
             problem: str | None = None
             try:

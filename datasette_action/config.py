@@ -1,8 +1,14 @@
 """The config file (`datasette-lambda.yml`) -> `Config`, a tree of frozen dataclasses.
 
-The YAML is parsed once, here. Every error names the file, the line, the key path, the bad value
-and what is allowed. Paths in the config are relative to the config file's directory and may not
-leave it.
+The YAML is parsed once, here, and every check of the config lives here. Every error names the
+file, the line, the key path, the bad value and what is allowed. Paths in the config are relative
+to the config file's directory and may not leave it.
+
+The keys of each section, their defaults and the reader that checks each are one table,
+`SECTIONS` (at the end of this module): the parser takes its allowed keys, "did you mean"
+suggestions, required keys and defaults from it, and the docs test reads it. Checks that other
+front doors share (a stack name, a region, Lambda's memory range) are small public functions
+returning the problem text, so each caller words its own prefix.
 """
 
 from __future__ import annotations
@@ -10,20 +16,27 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datasette_action.errors import ConfigError, Location
 from datasette_action.yaml_lines import KeyPath, LoadedYaml, format_path, load_yaml
+from datasette_action_entrypoint.bundle import ENV_BUCKET, ENV_ROOT, ENV_TMP
 
 DEFAULT_CONFIG_NAME = "datasette-lambda.yml"
+DEFAULT_BUILD_DIR = ".datasette-lambda"
 COLUMN_TYPES = ("integer", "float", "text")
 SOURCE_FORMATS = ("csv", "tsv", "json", "jsonl")
 # Lambda runtimes this tool targets; see shared/FACTS.md (3.11 is deprecated 2027-06-30).
 LAMBDA_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 ARCHITECTURES = ("x86_64", "arm64")
+# Lambda's limits: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+MEMORY_MIN, MEMORY_MAX = 128, 10240  # MB
+TIMEOUT_MAX = 900  # seconds
+EPHEMERAL_STORAGE_MIN, EPHEMERAL_STORAGE_MAX = 512, 10240  # MB of /tmp
+RESERVED_CONCURRENCY_MAX = 1000  # the default account quota of concurrent executions
 # Datasette 0.65's settings and the type of each (datasette.app.SETTINGS; a test keeps this in step).
 DATASETTE_SETTINGS: Mapping[str, type] = {
     "default_page_size": int,
@@ -52,6 +65,94 @@ STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
 # A database name becomes a file name and a URL path segment.
 DATABASE_NAME = re.compile(r"\w[\w.-]*")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+FRONTENDS = ("function_url", "http_api")
+# CloudWatch Logs' allowed retention periods, in days.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+# Tags: https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html ("letters, numbers,
+# spaces representable in UTF-8, and + - = . _ : / @"; keys up to 128, values up to 256 characters;
+# keys starting with aws: are reserved by AWS; at most 50 tags per resource).
+TAG_TEXT = re.compile(r"[\w +\-=.:/@]*")
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
+TAGS_MAX = 50
+# The tags this tool puts on every resource besides deploy.tags (template.py gives them values);
+# users may not write keys with their prefix.
+TOOL_TAG_PREFIX = "datasette-lambda:"
+TAG_STACK = f"{TOOL_TAG_PREFIX}stack"
+TAG_VERSION = f"{TOOL_TAG_PREFIX}version"
+TOOL_TAGS = (TAG_STACK, TAG_VERSION)
+# The function's variable that a forced deploy changes (template.py sets it from a parameter).
+ENV_DEPLOYMENT_ID = "DATASETTE_LAMBDA_DEPLOYMENT_ID"
+# Environment variables Lambda reserves (setting one fails the deploy) and those the entry point
+# reads for itself: https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html
+# DATASETTE_SECRET is not here: deploy.secrets may list it (it is always passed as a secret).
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_REGION",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "LAMBDA_RUNTIME_DIR",
+        "LAMBDA_TASK_ROOT",
+        ENV_BUCKET,
+        ENV_ROOT,
+        ENV_TMP,
+        ENV_DEPLOYMENT_ID,
+    }
+)
+
+
+# -- checks the front doors share (each returns the problem, or None) ---------------------------
+
+
+def stack_name_problem(value: str) -> str | None:
+    if STACK_NAME.fullmatch(value):
+        return None
+    return (
+        f"'{value}' is not a valid CloudFormation stack name; use letters, digits and hyphens,"
+        " starting with a letter, at most 128 characters"
+    )
+
+
+def region_problem(value: str) -> str | None:
+    return None if REGION.fullmatch(value) else f"'{value}' is not an AWS region name such as us-east-1"
 
 
 @dataclass(frozen=True)
@@ -122,36 +223,6 @@ class LambdaConfig:
     reserved_concurrency: int | None = None
 
 
-FRONTENDS = ("function_url", "http_api")
-# CloudWatch Logs' allowed retention periods, in days.
-LOG_RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-)
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-
-
 @dataclass(frozen=True)
 class DeployConfig:
     frontend: str = "function_url"  # or "http_api" (API Gateway v2)
@@ -175,7 +246,7 @@ class Config:
     metadata_file: Path | None
     datasette: DatasetteConfig
     lambda_: LambdaConfig = field(default_factory=LambdaConfig)
-    build_dir: Path = Path(".datasette-lambda")
+    build_dir: Path = Path(DEFAULT_BUILD_DIR)
     deploy: DeployConfig = field(default_factory=DeployConfig)
 
     @property
@@ -201,7 +272,8 @@ def load_config(path: Path) -> Config:
 
 
 class _Parser:
-    """Validates the loaded YAML; each method reads one section of the config."""
+    """Validates the loaded YAML. The sections' keys are read as `SECTIONS` says; each method
+    below is one section's or one key's reader."""
 
     def __init__(self, path: Path, loaded: LoadedYaml) -> None:
         self.file = path
@@ -215,8 +287,13 @@ class _Parser:
             path = path[:-1]
         return Location(self.file, self.loaded.lines.get(path, 1))
 
-    def fail(self, path: KeyPath, problem: str) -> ConfigError:
-        return ConfigError(f"{format_path(path)}: {problem}", self.where(path))
+    def fail(self, path: KeyPath, problem: str, *, at: KeyPath | None = None) -> ConfigError:
+        """An error about `path`, on the line of `at` (a key or item inside it) when given."""
+        return ConfigError(f"{format_path(path)}: {problem}", self.where(path if at is None else at))
+
+    def check(self, path: KeyPath, problem: str | None) -> None:
+        if problem is not None:
+            raise self.fail(path, problem)
 
     def mapping(
         self, value: Any, path: KeyPath, allowed: Sequence[str], required: Sequence[str] = ()
@@ -240,6 +317,24 @@ class _Parser:
                 inside = f"in {format_path(path)}" if path else "at the top level"
                 raise ConfigError(f"missing required key '{key}' {inside}", self.where(path))
         return value
+
+    def keys(self, value: Any, path: KeyPath, keys: Sequence[Key]) -> dict[str, Any]:
+        """A section's mapping, checked against its keys (unknown and missing ones)."""
+        return self.mapping(value, path, [k.name for k in keys], [k.name for k in keys if k.required])
+
+    def read(self, body: Mapping[str, Any], path: KeyPath, keys: Sequence[Key]) -> dict[str, Any]:
+        """Each key's value as its reader makes it (or its default): field name -> value."""
+        values: dict[str, Any] = {}
+        for key in keys:
+            raw = body.get(key.name)
+            if key.name not in body or (raw is None and key.nullable):
+                values[key.field or key.name] = key.absent()
+            else:
+                values[key.field or key.name] = key.read(self, raw, (*path, key.name))
+        return values
+
+    def section(self, value: Any, path: KeyPath, keys: Sequence[Key]) -> dict[str, Any]:
+        return self.read(self.keys(value, path, keys), path, keys)
 
     def string(self, value: Any, path: KeyPath, what: str = "text") -> str:
         if not isinstance(value, str) or not value.strip():
@@ -269,6 +364,11 @@ class _Parser:
             raise self.fail(path, f"{_show(value)} is not allowed; choose one of: {', '.join(choices)}")
         return value
 
+    def boolean(self, value: Any, path: KeyPath) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {_show(value)}")
+        return value
+
     def relative_path(self, value: Any, path: KeyPath, *, glob: bool = False) -> str:
         """A path (or glob) inside the config file's directory tree, kept relative."""
         text = self.string(value, path, "a path relative to the config file")
@@ -296,98 +396,54 @@ class _Parser:
             raise self.fail(path, f"{kind} '{text}' not found (looked in {self.root})")
         return resolved
 
-    # -- sections ----------------------------------------------------------------------------
+    # -- the top level -----------------------------------------------------------------------
 
     def config(self) -> Config:
-        top = self.mapping(
-            self.loaded.value,
-            (),
-            ("stack", "region", "databases", "metadata", "datasette", "lambda", "build_dir", "deploy"),
-            required=("stack", "databases"),
-        )
-        stack = self.string(top["stack"], ("stack",), "a stack name")
-        if not STACK_NAME.fullmatch(stack):
-            raise self.fail(
-                ("stack",),
-                f"'{stack}' is not a valid CloudFormation stack name; use letters, digits and"
-                " hyphens, starting with a letter, at most 128 characters",
-            )
-        region = None
-        if top.get("region") is not None:
-            region = self.string(top["region"], ("region",), "an AWS region")
-            if not REGION.fullmatch(region):
-                raise self.fail(("region",), f"'{region}' is not an AWS region name such as us-east-1")
-        metadata, metadata_file = self.metadata(top.get("metadata"))
-        build_dir = self.root / self.relative_path(top.get("build_dir", ".datasette-lambda"), ("build_dir",))
+        values = self.section(self.loaded.value, (), TOP_KEYS)
+        metadata, metadata_file = values.pop("metadata")
+        build_dir = self.root / values.pop("build_dir")
         return Config(
             path=self.file,
             root=self.root,
-            stack=stack,
-            region=region,
-            databases=self.databases(top["databases"]),
             metadata=metadata,
             metadata_file=metadata_file,
-            datasette=self.datasette(top.get("datasette")),
-            lambda_=self.lambda_(top.get("lambda")),
             build_dir=build_dir,
-            deploy=self.deploy(top.get("deploy")),
+            **values,
         )
 
-    def deploy(self, value: Any) -> DeployConfig:
-        path: KeyPath = ("deploy",)
-        body = self.mapping(
-            {} if value is None else value,
-            path,
-            ("frontend", "bucket", "log_retention_days", "tags", "secrets", "health_check"),
-        )
-        defaults = DeployConfig()
-        bucket = None
-        if body.get("bucket") is not None:
-            bucket = self.string(body["bucket"], (*path, "bucket"), "an S3 bucket name")
-            if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
-                raise self.fail(
-                    (*path, "bucket"),
-                    f"'{bucket}' is not a valid S3 bucket name; use 3 to 63 lower-case letters,"
-                    " digits, dots and hyphens, starting and ending with a letter or digit",
-                )
-        retention = body.get("log_retention_days", defaults.log_retention_days)
-        if type(retention) is not int or retention not in LOG_RETENTION_DAYS:
-            raise self.fail(
-                (*path, "log_retention_days"),
-                f"{_show(retention)} is not a retention CloudWatch Logs offers; choose one of:"
-                f" {', '.join(map(str, LOG_RETENTION_DAYS))}",
-            )
-        tags: dict[str, str] = {}
-        raw_tags = body.get("tags") or {}
-        if not isinstance(raw_tags, dict):
-            raise self.fail((*path, "tags"), f"expected a mapping of tag: value, got {_show(raw_tags)}")
-        for key, tag_value in raw_tags.items():
-            if isinstance(tag_value, bool) or not isinstance(tag_value, (str, int, float)):
-                raise self.fail((*path, "tags", key), f"expected a text value, got {_show(tag_value)}")
-            tags[key] = str(tag_value)
-        secrets: tuple[str, ...] = ()
-        if "secrets" in body:
-            secrets = self.string_list(body["secrets"], (*path, "secrets"), "an environment variable name")
-            for index, name in enumerate(secrets):
-                if not ENV_NAME.fullmatch(name):
-                    raise self.fail(
-                        (*path, "secrets", index),
-                        f"'{name}' is not an environment variable name (letters, digits, _)",
-                    )
-        health_check = body.get("health_check", defaults.health_check)
-        if not isinstance(health_check, bool):
-            raise self.fail((*path, "health_check"), f"expected true or false, got {_show(health_check)}")
-        return DeployConfig(
-            frontend=self.choice(body.get("frontend", defaults.frontend), (*path, "frontend"), FRONTENDS),
-            bucket=bucket,
-            log_retention_days=retention,
-            tags=tags,
-            secrets=secrets,
-            health_check=health_check,
-        )
+    def stack(self, value: Any, path: KeyPath) -> str:
+        stack = self.string(value, path, "a stack name")
+        self.check(path, stack_name_problem(stack))
+        return stack
 
-    def databases(self, value: Any) -> tuple[DatabaseConfig, ...]:
-        path: KeyPath = ("databases",)
+    def region(self, value: Any, path: KeyPath) -> str:
+        region = self.string(value, path, "an AWS region")
+        self.check(path, region_problem(region))
+        return region
+
+    def metadata(self, value: Any, path: KeyPath) -> tuple[Mapping[str, Any], Path | None]:
+        if isinstance(value, dict):
+            return value, None
+        file = self.existing(value, path, kind="file")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self.fail(path, f"cannot read metadata file '{value}': {exc}") from None
+        if file.suffix == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"invalid JSON: {exc.msg}", Location(file, exc.lineno)) from None
+        else:
+            # load_yaml, not yaml.safe_load: duplicate keys are errors and every error has a line
+            data = load_yaml(text, file).value
+        if not isinstance(data, dict):
+            raise ConfigError(f"metadata must be a mapping, got {_show(data)}", Location(file, 1))
+        return data, file
+
+    # -- databases and tables ----------------------------------------------------------------
+
+    def databases(self, value: Any, path: KeyPath) -> tuple[DatabaseConfig, ...]:
         if not isinstance(value, dict) or not value:
             raise self.fail(path, f"expected a mapping of database names, got {_show(value)}")
         seen: dict[str, str] = {}
@@ -410,109 +466,49 @@ class _Parser:
         return tuple(result)
 
     def database(self, name: str, value: Any, path: KeyPath) -> DatabaseConfig:
-        body = self.mapping(value, path, ("file", "tables", "sql"))
+        body = self.keys(value, path, DATABASE_KEYS)
         if ("file" in body) == ("tables" in body):
             raise self.fail(
                 path,
                 "give either 'file' (an existing SQLite database) or 'tables' (built from"
                 " CSV/JSON sources), not both or neither",
             )
-        file = self.existing(body["file"], (*path, "file"), kind="file") if "file" in body else None
-        tables: tuple[TableConfig, ...] = ()
-        if "tables" in body:
-            tables_path = (*path, "tables")
-            raw = body["tables"]
-            if not isinstance(raw, dict) or not raw:
-                raise self.fail(tables_path, f"expected a mapping of table names, got {_show(raw)}")
-            seen: dict[str, str] = {}
-            for table_name, table_body in raw.items():
-                if table_name.lower() in seen:
-                    raise self.fail(
-                        (*tables_path, table_name),
-                        f"table '{table_name}' has the same name as '{seen[table_name.lower()]}'"
-                        " (SQLite table names are not case-sensitive); rename one",
-                    )
-                seen[table_name.lower()] = table_name
-                tables += (self.table(table_name, table_body, (*tables_path, table_name)),)
-        sql: tuple[SqlStep, ...] = ()
-        if "sql" in body:
-            sql_path = (*path, "sql")
-            statements = body["sql"]
-            if isinstance(statements, str):
-                statements = [statements]
-            if not isinstance(statements, list):
-                raise self.fail(sql_path, f"expected a list of SQL statements, got {_show(statements)}")
-            sql = tuple(
-                SqlStep(self.string(s, (*sql_path, i), "an SQL statement"), self.where((*sql_path, i)))
-                for i, s in enumerate(statements)
-            )
-        return DatabaseConfig(name, file, tables, sql, self.where(path))
+        return DatabaseConfig(name=name, location=self.where(path), **self.read(body, path, DATABASE_KEYS))
+
+    def tables(self, value: Any, path: KeyPath) -> tuple[TableConfig, ...]:
+        if not isinstance(value, dict) or not value:
+            raise self.fail(path, f"expected a mapping of table names, got {_show(value)}")
+        seen: dict[str, str] = {}
+        tables: list[TableConfig] = []
+        for name, body in value.items():
+            if name.lower() in seen:
+                raise self.fail(
+                    (*path, name),
+                    f"table '{name}' has the same name as '{seen[name.lower()]}'"
+                    " (SQLite table names are not case-sensitive); rename one",
+                )
+            seen[name.lower()] = name
+            tables.append(self.table(name, body, (*path, name)))
+        return tuple(tables)
+
+    def sql(self, value: Any, path: KeyPath) -> tuple[SqlStep, ...]:
+        statements = [value] if isinstance(value, str) else value
+        if not isinstance(statements, list):
+            raise self.fail(path, f"expected a list of SQL statements, got {_show(statements)}")
+        return tuple(
+            SqlStep(self.string(s, (*path, i), "an SQL statement"), self.where((*path, i)))
+            for i, s in enumerate(statements)
+        )
 
     def table(self, name: str, value: Any, path: KeyPath) -> TableConfig:
         if isinstance(value, str):  # shorthand: `counties: data/counties.csv`
             value = {"source": value}
             self.loaded.lines[(*path, "source")] = self.where(path).line or 1  # type: ignore[index]
-        body = self.mapping(
-            value,
-            path,
-            ("source", "format", "encoding", "delimiter", "pk", "types", "fts", "indexes", "foreign_keys"),
-            required=("source",),
-        )
-        source = self.relative_path(body["source"], (*path, "source"), glob=True)
-        fmt = self.choice(body["format"], (*path, "format"), SOURCE_FORMATS) if "format" in body else None
-        encoding = self.encoding(body.get("encoding", "utf-8"), (*path, "encoding"))
-        delimiter = None
-        if "delimiter" in body:
-            delimiter = body["delimiter"]
-            if not isinstance(delimiter, str) or len(delimiter) != 1:
-                raise self.fail((*path, "delimiter"), f"expected one character, got {_show(delimiter)}")
-        pk = self.string_list(body["pk"], (*path, "pk"), "a column name") if "pk" in body else ()
-        types: dict[str, str] = {}
-        if "types" in body:
-            raw_types = body["types"]
-            if not isinstance(raw_types, dict):
-                raise self.fail(
-                    (*path, "types"), f"expected a mapping of column: type, got {_show(raw_types)}"
-                )
-            for column, column_type in raw_types.items():
-                twin = next((c for c in types if c.lower() == column.lower()), None)
-                if twin is not None:
-                    raise self.fail(
-                        (*path, "types", column),
-                        f"'{column}' and '{twin}' name the same column (column names are not"
-                        " case-sensitive); keep one",
-                    )
-                types[column] = self.choice(column_type, (*path, "types", column), COLUMN_TYPES)
-        fts = self.string_list(body["fts"], (*path, "fts"), "a column name") if "fts" in body else ()
-        indexes: tuple[tuple[str, ...], ...] = ()
-        if "indexes" in body:
-            raw_indexes = body["indexes"]
-            if not isinstance(raw_indexes, list) or not raw_indexes:
-                raise self.fail(
-                    (*path, "indexes"),
-                    f"expected a list of columns or column lists, got {_show(raw_indexes)}",
-                )
-            indexes = tuple(
-                self.string_list(item, (*path, "indexes", i), "a column name")
-                for i, item in enumerate(raw_indexes)
-            )
-        foreign_keys = self.foreign_keys(body.get("foreign_keys"), (*path, "foreign_keys"))
+        body = self.keys(value, path, TABLE_KEYS)
         locations = {"table": self.where(path)}
         for key in body:
             locations[key] = self.where((*path, key))
-        return TableConfig(
-            name=name,
-            source=source,
-            format=fmt,
-            encoding=encoding,
-            delimiter=delimiter,
-            pk=pk,
-            types=types,
-            fts=fts,
-            indexes=indexes,
-            foreign_keys=foreign_keys,
-            locations=locations,
-        )
+        return TableConfig(name=name, locations=locations, **self.read(body, path, TABLE_KEYS))
 
     def encoding(self, value: Any, path: KeyPath) -> str:
         text = self.string(value, path, "an encoding name such as utf-8 or latin-1")
@@ -525,9 +521,32 @@ class _Parser:
             ) from None
         return text
 
+    def delimiter(self, value: Any, path: KeyPath) -> str:
+        if not isinstance(value, str) or len(value) != 1:
+            raise self.fail(path, f"expected one character, got {_show(value)}")
+        return value
+
+    def types(self, value: Any, path: KeyPath) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping of column: type, got {_show(value)}")
+        types: dict[str, str] = {}
+        for column, column_type in value.items():
+            twin = next((c for c in types if c.lower() == column.lower()), None)
+            if twin is not None:
+                raise self.fail(
+                    (*path, column),
+                    f"'{column}' and '{twin}' name the same column (column names are not"
+                    " case-sensitive); keep one",
+                )
+            types[column] = self.choice(column_type, (*path, column), COLUMN_TYPES)
+        return types
+
+    def indexes(self, value: Any, path: KeyPath) -> tuple[tuple[str, ...], ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, f"expected a list of columns or column lists, got {_show(value)}")
+        return tuple(self.string_list(item, (*path, i), "a column name") for i, item in enumerate(value))
+
     def foreign_keys(self, value: Any, path: KeyPath) -> tuple[ForeignKey, ...]:
-        if value is None:
-            return ()
         if not isinstance(value, dict) or not value:
             raise self.fail(path, f"expected a mapping of column: other_table.column, got {_show(value)}")
         result = []
@@ -537,89 +556,17 @@ class _Parser:
             result.append(ForeignKey(column, other_table, other_column or None))
         return tuple(result)
 
-    def metadata(self, value: Any) -> tuple[Mapping[str, Any] | None, Path | None]:
-        path: KeyPath = ("metadata",)
-        if value is None:
-            return None, None
-        if isinstance(value, dict):
-            return value, None
-        file = self.existing(value, path, kind="file")
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise self.fail(path, f"cannot read metadata file '{value}': {exc}") from None
-        if file.suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"invalid JSON: {exc.msg}", Location(file, exc.lineno)) from None
-        else:
-            # load_yaml, not yaml.safe_load: duplicate keys are errors and every error has a line
-            data = load_yaml(text, file).value
-        if not isinstance(data, dict):
-            raise ConfigError(f"metadata must be a mapping, got {_show(data)}", Location(file, 1))
-        return data, file
+    # -- datasette ---------------------------------------------------------------------------
 
-    def datasette(self, value: Any) -> DatasetteConfig:
-        path: KeyPath = ("datasette",)
-        body = self.mapping(
-            {} if value is None else value,
-            path,
-            ("version", "settings", "plugins", "static", "templates", "plugins_dir", "version_note"),
-        )
-        version = None
-        if "version" in body:
-            raw = body["version"]
-            version = str(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else raw
-            version = self.string(version, (*path, "version"), "a Datasette version such as 0.65.1")
-        settings = self.settings(body.get("settings"), (*path, "settings"))
-        plugins: tuple[str, ...] = ()
-        if "plugins" in body:
-            # imported here: most configs have no plugins, and it costs `build` 15 ms to start
-            from packaging.requirements import InvalidRequirement, Requirement
+    def datasette(self, value: Any, path: KeyPath) -> DatasetteConfig:
+        return DatasetteConfig(**self.section(value, path, DATASETTE_KEYS))
 
-            plugins = self.string_list(body["plugins"], (*path, "plugins"), "a plugin name")
-            for i, plugin in enumerate(plugins):
-                try:
-                    Requirement(plugin)
-                except InvalidRequirement:
-                    raise self.fail(
-                        (*path, "plugins", i),
-                        f"'{plugin}' is not a package name or pip requirement such as"
-                        " datasette-cluster-map or datasette-vega==0.6.2",
-                    ) from None
-        static: tuple[StaticMount, ...] = ()
-        if "static" in body:
-            raw_static = body["static"]
-            if isinstance(raw_static, str):
-                raw_static = {"static": raw_static}
-            if not isinstance(raw_static, dict):
-                raise self.fail(
-                    (*path, "static"), f"expected a mapping of url path: directory, got {_show(raw_static)}"
-                )
-            static = tuple(
-                StaticMount(
-                    mount.strip("/"), self.existing(directory, (*path, "static", mount), kind="directory")
-                )
-                for mount, directory in raw_static.items()
-            )
-        templates = (
-            self.existing(body["templates"], (*path, "templates"), kind="directory")
-            if "templates" in body
-            else None
-        )
-        plugins_dir = (
-            self.existing(body["plugins_dir"], (*path, "plugins_dir"), kind="directory")
-            if "plugins_dir" in body
-            else None
-        )
-        version_note = None
-        if body.get("version_note") is not None:
-            version_note = self.string(body["version_note"], (*path, "version_note"), "a note (text)")
-        return DatasetteConfig(version, settings, plugins, static, templates, plugins_dir, version_note)
+    def version(self, value: Any, path: KeyPath) -> str:
+        version = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        return self.string(version, path, "a Datasette version such as 0.65.1")
 
     def settings(self, value: Any, path: KeyPath) -> dict[str, Any]:
-        body = self.mapping({} if value is None else value, path, tuple(DATASETTE_SETTINGS))
+        body = self.mapping(value, path, tuple(DATASETTE_SETTINGS))
         for key, setting in body.items():
             expected = DATASETTE_SETTINGS[key]
             if type(setting) is not expected:
@@ -627,38 +574,252 @@ class _Parser:
                 raise self.fail((*path, key), f"expected {kind}, got {_show(setting)}")
         return body
 
-    def lambda_(self, value: Any) -> LambdaConfig:
-        path: KeyPath = ("lambda",)
-        body = self.mapping(
-            {} if value is None else value,
-            path,
-            ("python", "architecture", "memory", "timeout", "ephemeral_storage", "reserved_concurrency"),
+    def plugins(self, value: Any, path: KeyPath) -> tuple[str, ...]:
+        # imported here: most configs have no plugins, and it costs `build` 15 ms to start
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        plugins = self.string_list(value, path, "a plugin name")
+        for i, plugin in enumerate(plugins):
+            try:
+                Requirement(plugin)
+            except InvalidRequirement:
+                raise self.fail(
+                    (*path, i),
+                    f"'{plugin}' is not a package name or pip requirement such as"
+                    " datasette-cluster-map or datasette-vega==0.6.2",
+                ) from None
+        return plugins
+
+    def static(self, value: Any, path: KeyPath) -> tuple[StaticMount, ...]:
+        mounts = {"static": value} if isinstance(value, str) else value
+        if not isinstance(mounts, dict):
+            raise self.fail(path, f"expected a mapping of url path: directory, got {_show(mounts)}")
+        return tuple(
+            StaticMount(mount.strip("/"), self.existing(directory, (*path, mount), kind="directory"))
+            for mount, directory in mounts.items()
         )
-        defaults = LambdaConfig()
-        python = body.get("python", defaults.python)
-        if isinstance(python, float):  # `python: 3.13` unquoted; 3.10 would read as 3.1
-            python = repr(python)
-        python = self.choice(python, (*path, "python"), LAMBDA_PYTHONS)
-        # Limits: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
-        return LambdaConfig(
-            python=python,
-            architecture=self.choice(
-                body.get("architecture", defaults.architecture), (*path, "architecture"), ARCHITECTURES
-            ),
-            memory=self.integer(body.get("memory", defaults.memory), (*path, "memory"), 128, 10240),
-            timeout=self.integer(body.get("timeout", defaults.timeout), (*path, "timeout"), 1, 900),
-            ephemeral_storage=self.integer(
-                body.get("ephemeral_storage", defaults.ephemeral_storage),
-                (*path, "ephemeral_storage"),
-                512,
-                10240,
-            ),
-            reserved_concurrency=(
-                self.integer(body["reserved_concurrency"], (*path, "reserved_concurrency"), 0, 1000)
-                if body.get("reserved_concurrency") is not None
-                else None
-            ),
-        )
+
+    # -- lambda and deploy -------------------------------------------------------------------
+
+    def lambda_(self, value: Any, path: KeyPath) -> LambdaConfig:
+        return LambdaConfig(**self.section(value, path, LAMBDA_KEYS))
+
+    def python(self, value: Any, path: KeyPath) -> str:
+        if isinstance(value, float):  # `python: 3.13` unquoted; 3.10 would read as 3.1
+            value = repr(value)
+        return self.choice(value, path, LAMBDA_PYTHONS)
+
+    def deploy(self, value: Any, path: KeyPath) -> DeployConfig:
+        return DeployConfig(**self.section(value, path, DEPLOY_KEYS))
+
+    def bucket(self, value: Any, path: KeyPath) -> str:
+        bucket = self.string(value, path, "an S3 bucket name")
+        if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+            raise self.fail(
+                path,
+                f"'{bucket}' is not a valid S3 bucket name; use 3 to 63 lower-case letters,"
+                " digits, dots and hyphens, starting and ending with a letter or digit",
+            )
+        return bucket
+
+    def log_retention_days(self, value: Any, path: KeyPath) -> int:
+        if type(value) is not int or value not in LOG_RETENTION_DAYS:
+            raise self.fail(
+                path,
+                f"{_show(value)} is not a retention CloudWatch Logs offers; choose one of:"
+                f" {', '.join(map(str, LOG_RETENTION_DAYS))}",
+            )
+        return value
+
+    def tags(self, value: Any, path: KeyPath) -> dict[str, str]:
+        """Tags as AWS accepts them, leaving room for the TOOL_TAGS template.py adds."""
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping of tag: value, got {_show(value)}")
+        room = TAGS_MAX - len(TOOL_TAGS)
+        if len(value) > room:
+            raise self.fail(
+                path,
+                f"{len(value)} tags; AWS allows {TAGS_MAX} per resource and this tool adds"
+                f" {len(TOOL_TAGS)}: keep at most {room}",
+            )
+        tags: dict[str, str] = {}
+        for key, raw in value.items():
+            at = (*path, key)
+            if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+                raise self.fail(at, f"expected a text value, got {_show(raw)}")
+            if key.lower().startswith("aws:") or key.startswith(TOOL_TAG_PREFIX):
+                raise self.fail(
+                    path,
+                    f"'{key}': keys starting with 'aws:' are reserved by AWS, and keys"
+                    f" starting with '{TOOL_TAG_PREFIX}' by this tool; rename the tag",
+                    at=at,
+                )
+            if not key or len(key) > TAG_KEY_MAX or not TAG_TEXT.fullmatch(key):
+                raise self.fail(
+                    path,
+                    f"'{key}' is not a tag key AWS accepts: 1 to {TAG_KEY_MAX} letters,"
+                    " digits, spaces and + - = . _ : / @",
+                    at=at,
+                )
+            text = str(raw)
+            if len(text) > TAG_VALUE_MAX or not TAG_TEXT.fullmatch(text):
+                raise self.fail(
+                    at,
+                    f"'{text}' is not a tag value AWS accepts: up to {TAG_VALUE_MAX}"
+                    " letters, digits, spaces and + - = . _ : / @",
+                )
+            tags[key] = text
+        return tags
+
+    def secrets(self, value: Any, path: KeyPath) -> tuple[str, ...]:
+        names = self.string_list(value, path, "an environment variable name")
+        for index, name in enumerate(names):
+            if not ENV_NAME.fullmatch(name):
+                raise self.fail(
+                    (*path, index), f"'{name}' is not an environment variable name (letters, digits, _)"
+                )
+            if name in RESERVED_ENV:
+                raise self.fail(
+                    path,
+                    f"'{name}' is reserved (by Lambda, or by this tool's entry point) and cannot be"
+                    " given to the function; use another variable name",
+                    at=(*path, index),
+                )
+        return names
+
+
+# -- the table of keys -------------------------------------------------------------------------
+
+Reader = Callable[[_Parser, Any, KeyPath], Any]  # (parser, the value written, its key path) -> field
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a config section: its name, how it is read and checked, what it is when absent."""
+
+    name: str
+    read: Reader
+    doc: str
+    default: Any = None  # the field's value when the key is absent
+    default_factory: Callable[[], Any] | None = None  # instead of `default`, for mutable values
+    nullable: bool = False  # `key: null` (or nothing after the colon) means absent too
+    required: bool = False
+    field: str = ""  # the dataclass field, when it is not the key's name
+
+    def absent(self) -> Any:
+        return self.default_factory() if self.default_factory else self.default
+
+
+def _text(what: str) -> Reader:
+    return lambda parser, value, path: parser.string(value, path, what)
+
+
+def _whole(low: int, high: int) -> Reader:
+    return lambda parser, value, path: parser.integer(value, path, low, high)
+
+
+def _one_of(choices: Sequence[str]) -> Reader:
+    return lambda parser, value, path: parser.choice(value, path, choices)
+
+
+def _names(what: str) -> Reader:
+    return lambda parser, value, path: parser.string_list(value, path, what)
+
+
+def _existing(kind: str) -> Reader:
+    return lambda parser, value, path: parser.existing(value, path, kind=kind)
+
+
+def _inside(*, glob: bool = False) -> Reader:
+    return lambda parser, value, path: parser.relative_path(value, path, glob=glob)
+
+
+_LAMBDA = LambdaConfig()
+_DEPLOY = DeployConfig()
+
+TOP_KEYS = (
+    Key("stack", _Parser.stack, "CloudFormation stack name", required=True),
+    Key("region", _Parser.region, "AWS region; none: the AWS environment decides", nullable=True),
+    Key("databases", _Parser.databases, "database name -> file or tables", required=True),
+    Key("metadata", _Parser.metadata, "Datasette metadata: a file or a mapping", (None, None), nullable=True),
+    Key(
+        "datasette",
+        _Parser.datasette,
+        "the Datasette section",
+        default_factory=lambda: DatasetteConfig(None, {}, (), (), None, None),
+        nullable=True,
+    ),
+    Key(
+        "lambda",
+        _Parser.lambda_,
+        "the Lambda section",
+        default_factory=LambdaConfig,
+        nullable=True,
+        field="lambda_",
+    ),
+    Key("build_dir", _inside(), "where built files go", DEFAULT_BUILD_DIR),
+    Key("deploy", _Parser.deploy, "the deploy section", default_factory=DeployConfig, nullable=True),
+)
+DATABASE_KEYS = (
+    Key("file", _existing("file"), "an existing SQLite database"),
+    Key("tables", _Parser.tables, "table name -> source (instead of file)", ()),
+    Key("sql", _Parser.sql, "statements run after the tables load", ()),
+)
+TABLE_KEYS = (
+    Key("source", _inside(glob=True), "a path or glob", required=True),
+    Key("format", _one_of(SOURCE_FORMATS), "none: from each file's extension"),
+    Key("encoding", _Parser.encoding, "a Python text codec", "utf-8"),
+    Key("delimiter", _Parser.delimiter, "one character"),
+    Key("pk", _names("a column name"), "primary key column(s)", ()),
+    Key("types", _Parser.types, "column -> integer, float or text", default_factory=dict),
+    Key("fts", _names("a column name"), "full-text search columns", ()),
+    Key("indexes", _Parser.indexes, "each a column or a list of columns", ()),
+    Key("foreign_keys", _Parser.foreign_keys, "column -> other_table[.column]", (), nullable=True),
+)
+DATASETTE_KEYS = (
+    Key("version", _Parser.version, "pip version of Datasette itself"),
+    Key("settings", _Parser.settings, "Datasette settings", default_factory=dict, nullable=True),
+    Key("plugins", _Parser.plugins, "pip requirements", ()),
+    Key("static", _Parser.static, "url path -> directory", ()),
+    Key("templates", _existing("directory"), "custom templates"),
+    Key("plugins_dir", _existing("directory"), "one-file plugins"),
+    Key("version_note", _text("a note (text)"), "shown on /-/versions", nullable=True),
+)
+LAMBDA_KEYS = (
+    Key("python", _Parser.python, "Lambda Python runtime", _LAMBDA.python),
+    Key("architecture", _one_of(ARCHITECTURES), "x86_64 or arm64", _LAMBDA.architecture),
+    Key("memory", _whole(MEMORY_MIN, MEMORY_MAX), "MB", _LAMBDA.memory),
+    Key("timeout", _whole(1, TIMEOUT_MAX), "seconds", _LAMBDA.timeout),
+    Key(
+        "ephemeral_storage",
+        _whole(EPHEMERAL_STORAGE_MIN, EPHEMERAL_STORAGE_MAX),
+        "MB of /tmp",
+        _LAMBDA.ephemeral_storage,
+    ),
+    Key(
+        "reserved_concurrency",
+        _whole(0, RESERVED_CONCURRENCY_MAX),
+        "cap on concurrent executions",
+        nullable=True,
+    ),
+)
+DEPLOY_KEYS = (
+    Key("frontend", _one_of(FRONTENDS), "function_url or http_api", _DEPLOY.frontend),
+    Key("bucket", _Parser.bucket, "an existing artifacts bucket", nullable=True),
+    Key("log_retention_days", _Parser.log_retention_days, "CloudWatch Logs", _DEPLOY.log_retention_days),
+    Key("tags", _Parser.tags, "tags on every resource", default_factory=dict, nullable=True),
+    Key("secrets", _Parser.secrets, "variables passed to the function", ()),
+    Key("health_check", _Parser.boolean, "request the site after deploying", _DEPLOY.health_check),
+)
+# Each section's keys, by where the section is in the config (as the README names them).
+SECTIONS: Mapping[str, tuple[Key, ...]] = {
+    "": TOP_KEYS,
+    "databases.<db>": DATABASE_KEYS,
+    "tables.<t>": TABLE_KEYS,
+    "datasette": DATASETTE_KEYS,
+    "lambda": LAMBDA_KEYS,
+    "deploy": DEPLOY_KEYS,
+}
 
 
 def _show(value: Any) -> str:

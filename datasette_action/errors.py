@@ -19,12 +19,15 @@ class Location:
 
 
 class UserError(Exception):
-    """A problem the user can fix. `location` points at the file (and line) to fix, if known."""
+    """A problem the user can fix. `location` points at the file (and line) to fix, if known.
+    `result` is what a step finished before failing (a plan whose checks failed, a deploy whose
+    site does not answer), for the front door to show before the error."""
 
-    def __init__(self, message: str, location: Location | None = None) -> None:
+    def __init__(self, message: str, location: Location | None = None, *, result: object = None) -> None:
         super().__init__(message, location)  # both in args: errors cross process boundaries
         self.message = message
         self.location = location
+        self.result = result
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message}" if self.location else self.message

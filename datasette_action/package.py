@@ -1,8 +1,9 @@
 """Package stage: Config + BuildResult -> two content-addressed zips for Lambda.
 
 - the layer (`dependencies.py`): Datasette, mangum and the plugins, under `python/`;
-- the function code: the `entrypoint` package, `manifest.json`, the databases that fit under
-  `databases/`, static files, templates and one-file plugins.
+- the function code: the Lambda modules of `datasette_action_entrypoint` (LAMBDA_MODULES),
+  `manifest.json`, the databases that fit under `databases/`, static files, templates and
+  one-file plugins.
 
 Both trees stay unzipped in `<build_dir>/package/` (`deps-<key>/` and `app/`) for local runs.
 Lambda's size limits are checked here, before anything is uploaded: databases that do not fit
@@ -28,7 +29,13 @@ from datasette_action.dependencies import prepare_layer
 from datasette_action.errors import Location, PackageError
 from datasette_action.pyc import compile_tree, find_interpreter, no_interpreter_warning
 from datasette_action.zips import Artifact, tree_size, write_named_zip
-from entrypoint.manifest import HANDLER, MANIFEST_NAME, Manifest, ManifestDatabase, ManifestStatic
+from datasette_action_entrypoint.manifest import (
+    HANDLER,
+    MANIFEST_NAME,
+    Manifest,
+    ManifestDatabase,
+    ManifestStatic,
+)
 
 Log = Callable[[str], None]
 
@@ -246,13 +253,22 @@ def _mb(size: int) -> str:
 # -- the function code ------------------------------------------------------------------------
 
 
+# The entry point package as Lambda imports it (the first part of its Handler setting), and the only
+# modules of it that go into the bundle: what runs in Lambda, no test helpers.
+LAMBDA_PACKAGE = HANDLER.partition(".")[0]
+LAMBDA_MODULES = ("__init__", "app", "bundle", "handler", "manifest", "paths", "units")
+
+
 def _add_code(config: Config, app: Path, interpreter: Path | None) -> list[str]:
     """The entry point (compiled for the target), static files, templates and plugins."""
-    entrypoint = app / "entrypoint"
-    shutil.copytree(entrypoint_source(), entrypoint, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    entrypoint = app / LAMBDA_PACKAGE
+    entrypoint.mkdir()
+    source = entrypoint_source()
+    for module in LAMBDA_MODULES:
+        shutil.copyfile(source / f"{module}.py", entrypoint / f"{module}.py")
     warnings = []
     if interpreter is not None:
-        problems = compile_tree(interpreter, entrypoint, f"{FUNCTION_RUNTIME_PATH}/entrypoint")
+        problems = compile_tree(interpreter, entrypoint, f"{FUNCTION_RUNTIME_PATH}/{LAMBDA_PACKAGE}")
         if problems:
             warnings.append(
                 f"the entry point does not compile for Python {config.lambda_.python}: {problems[0]}"
@@ -267,10 +283,10 @@ def _add_code(config: Config, app: Path, interpreter: Path | None) -> list[str]:
 
 
 def entrypoint_source() -> Path:
-    """The installed `entrypoint` package's directory."""
-    spec = importlib.util.find_spec("entrypoint")
+    """The installed entry point package's directory (entrypoint/ in this repository)."""
+    spec = importlib.util.find_spec(LAMBDA_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the entrypoint package is not installed beside datasette_action")
+        raise RuntimeError(f"the {LAMBDA_PACKAGE} package is not installed beside datasette_action")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

@@ -8,8 +8,8 @@ load_config -> build -> package -> render_template -> deploy. `--generate-dir DI
 project into DIR, with the two zips and the rendered template beside it, and stops there.
 
 Plugin secrets (`--plugin-secret`) never enter the bundle, the template or the generated files:
-the metadata says `{"$env": NAME}`, NAME is listed in `deploy.secrets`, and the value is put in
-the environment of the deploy call only (deploy passes it to the function as a NoEcho parameter).
+the metadata says `{"$env": NAME}`, NAME is listed in `deploy.secrets`, and the value goes to the
+deploy call only, in its options (deploy passes it to the function as a NoEcho parameter).
 
 Only light modules (click, pluggy, yaml, packaging, this package's config) are imported at module
 level: Datasette imports every installed plugin at start, so `datasette serve` should not pay for
@@ -24,9 +24,7 @@ import re
 import shlex
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -45,28 +43,27 @@ from datasette_action.config import (
     DEFAULT_CONFIG_NAME,
     ENV_NAME,
     LAMBDA_PYTHONS,
-    REGION,
-    STACK_NAME,
+    MEMORY_MAX,
+    MEMORY_MIN,
+    RESERVED_ENV,
     LambdaConfig,
+    region_problem,
+    stack_name_problem,
 )
 from datasette_action.errors import UserError
+from datasette_action_entrypoint.bundle import ENV_SECRET
 
 if TYPE_CHECKING:
-    from datasette_action.config import Config
-    from datasette_action.package import PackageResult
-    from datasette_action.template import Template
+    from datasette_action.pipeline import Packaged
 
 hookimpl = HookimplMarker("datasette")  # what `from datasette import hookimpl` is, typed
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # build.SQLITE_HEADER (not imported: build pulls in sqlite-utils)
-# Lambda memory in MB (as config.py's lambda.memory): https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
-MEMORY_MIN, MEMORY_MAX = 128, 10240
 METADATA_FILE = "metadata.json"
 TEMPLATE_FILE = "template.json"
 DATABASES_DIR = "databases"
 # Keys Datasette's publishers merge into the metadata from --title, --license, ...
 METADATA_OPTIONS = ("title", "license", "license_url", "source", "source_url", "about", "about_url")
-ENV_SECRET = "DATASETTE_SECRET"  # entrypoint.bundle.ENV_SECRET
 
 Log = Callable[[str], None]
 
@@ -241,7 +238,17 @@ def publish_lambda(
         else:
             deploy_project(request, endpoint_url, log=_log)
     except UserError as error:
+        _show_finished(error.result)
         raise click.ClickException(str(error)) from None
+
+
+def _show_finished(result: object) -> None:
+    """What a failed deploy did finish (a site deployed but not answering), before the error."""
+    from datasette_action import output
+    from datasette_action.pipeline import Deployed
+
+    if isinstance(result, Deployed):
+        _log(output.deploy_text(result.result))
 
 
 # -- checking the command line ------------------------------------------------------------------
@@ -285,17 +292,16 @@ def check_databases(files: Sequence[str]) -> tuple[Path, ...]:
 
 
 def check_stack(stack: str) -> str:
-    if not STACK_NAME.fullmatch(stack):
-        raise UserError(
-            f"--stack '{stack}' is not a valid CloudFormation stack name; use letters, digits and"
-            " hyphens, starting with a letter, at most 128 characters"
-        )
+    problem = stack_name_problem(stack)
+    if problem:
+        raise UserError(f"--stack {problem}")
     return stack
 
 
 def check_region(region: str | None) -> str | None:
-    if region is not None and not REGION.fullmatch(region):
-        raise UserError(f"--region '{region}' is not an AWS region name such as us-east-1")
+    problem = region_problem(region) if region is not None else None
+    if problem:
+        raise UserError(f"--region {problem}")
     return region
 
 
@@ -361,8 +367,6 @@ def read_metadata(file: TextIO | None) -> dict[str, Any]:
 def plugin_secrets(values: Sequence[tuple[str, str, str]]) -> tuple[PluginSecret, ...]:
     """One environment variable per --plugin-secret, named as Datasette's publishers name them:
     `datasette-auth-github client_secret` -> DATASETTE_AUTH_GITHUB_CLIENT_SECRET."""
-    from datasette_action.template import RESERVED_ENV  # what Lambda and the entry point keep
-
     result: list[PluginSecret] = []
     for plugin, setting, _value in values:
         env = re.sub(r"[^A-Za-z0-9_]", "_", f"{plugin}_{setting}").upper()
@@ -562,6 +566,9 @@ def _link_or_copy(source: Path | str, destination: Path | str) -> None:
 
 def generate_project(request: PublishRequest, directory: Path, log: Log) -> None:
     """The project, its two zips and its template in `directory`; nothing is sent to AWS."""
+    from datasette_action import pipeline
+    from datasette_action.config import load_config
+
     if directory.exists() and any(directory.iterdir()):
         raise UserError(f"--generate-dir {directory} is not empty; give a new or empty directory")
     try:
@@ -569,14 +576,15 @@ def generate_project(request: PublishRequest, directory: Path, log: Log) -> None
     except OSError as exc:
         raise UserError(f"--generate-dir {directory}: cannot create it: {exc.strerror}") from None
     config_path = write_project(request, directory, link=False)
-    _config, result, template = _build_and_package(config_path, log)
+    packaged = pipeline.build_and_package(load_config(config_path), log=log)
+    _log_packaged(packaged, log)
     written = [config_path]
-    for artifact in result.artifacts:
+    for artifact in packaged.result.artifacts:
         target = directory / artifact.zip_path.name
         _link_or_copy(artifact.zip_path, target)
         written.append(target)
     template_path = directory / TEMPLATE_FILE
-    template_path.write_text(template.to_json(), encoding="utf-8")
+    template_path.write_text(packaged.template.to_json(), encoding="utf-8")
     written.append(template_path)
     lines = [f"Generated {directory} (no AWS calls were made):"]
     lines += [f"  {path.name}" for path in written]
@@ -587,45 +595,37 @@ def generate_project(request: PublishRequest, directory: Path, log: Log) -> None
 
 
 def deploy_project(request: PublishRequest, endpoint_url: str | None, log: Log) -> None:
-    """Write the project in a temporary directory, build, package and deploy it."""
-    from datasette_action.cli import describe_deploy
-    from datasette_action.deploy import DeployOptions, deploy
+    """Write the project in a temporary directory, build, package and deploy it. The secrets'
+    values go to deploy as options, from this process's environment and the command line."""
+    from datasette_action import output, pipeline
+    from datasette_action.config import load_config
+    from datasette_action.deploy import DeployOptions
 
     with tempfile.TemporaryDirectory(prefix="datasette-publish-lambda-") as scratch:
         root = Path(scratch)
         try:
-            config_path = write_project(request, root, link=True)
-            config, result, template = _build_and_package(config_path, log)
-            with deploy_environment(request.environment):
-                outcome = deploy(config, result, template, DeployOptions(endpoint_url=endpoint_url, log=log))
+            config = load_config(write_project(request, root, link=True))
+            packaged = pipeline.build_and_package(config, log=log)
+            _log_packaged(packaged, log)
+            options = DeployOptions(
+                endpoint_url=endpoint_url,
+                log=log,
+                run_id=pipeline.run_id(os.environ),
+                secrets={**pipeline.secret_values(config, os.environ), **request.environment},
+            )
+            deployed = pipeline.deploy(packaged, options)
         except UserError as error:
             raise _without_scratch(error, root) from None
-    log(describe_deploy(outcome))
-    health = outcome.health
-    if health is not None and not health.ok:
-        raise UserError(
-            f"the stack deployed, but the site does not answer: GET {health.url} ->"
-            f" {health.status or health.error}; see the function's logs in CloudWatch"
-            f" (/aws/lambda/{outcome.function_name})"
-        )
+    log(output.deploy_text(deployed.result))
 
 
-def _build_and_package(config_path: Path, log: Log) -> tuple[Config, PackageResult, Template]:
-    from datasette_action.build import build
-    from datasette_action.cli import describe_build, describe_package
-    from datasette_action.config import load_config
-    from datasette_action.package import package
-    from datasette_action.template import render_template
+def _log_packaged(packaged: Packaged, log: Log) -> None:
+    from datasette_action import output
 
-    config = load_config(config_path)
-    started = time.perf_counter()
-    built = build(config, log=log)
-    log(describe_build(built, time.perf_counter() - started))
-    result = package(config, built, log=log)
-    for warning in (*built.warnings, *result.warnings):
+    log(output.build_text(packaged.built))
+    for warning in packaged.warnings:
         log(f"Warning: {warning}")
-    log(describe_package(result, time.perf_counter() - started))
-    return config, result, render_template(config, result)
+    log(output.package_text(packaged))
 
 
 def _without_scratch(error: UserError, root: Path) -> UserError:
@@ -633,24 +633,8 @@ def _without_scratch(error: UserError, root: Path) -> UserError:
     message only."""
     location = error.location
     if location is not None and location.file.resolve().is_relative_to(root.resolve()):
-        return UserError(error.message)
+        return UserError(error.message, result=error.result)
     return error
-
-
-@contextmanager
-def deploy_environment(values: Mapping[str, str]) -> Iterator[None]:
-    """`values` in os.environ while deploy runs (it reads the secrets' values from there), then
-    the environment as it was."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _log(message: str) -> None:

@@ -9,7 +9,6 @@ Lambda execution environment; the response becomes the HTTP response.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import platform
@@ -20,31 +19,26 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote_plus, urlsplit
 
 from datasette_action.errors import UserError
+from datasette_action.events import http_request_event, http_response
 from datasette_action.package import PackageResult
 from datasette_action.pyc import find_interpreter
+from datasette_action_entrypoint.manifest import HANDLER
 
-# The bundle's own runner: reads one JSON event per line on stdin, writes one JSON response
-# per line on stdout (entrypoint/local_runner.py).
-_BOOTSTRAP = (
-    "import sys; sys.path[:0] = {paths!r}; from entrypoint.local_runner import main; raise SystemExit(main())"
-)
-
-# The same protocol for any Lambda handler setting `module.function`, as Lambda's Python runtime
-# runs it: import the module once, call the function with (event, context) per event. Standard
-# library only (it runs with nothing but the bundle on sys.path). An exception in the handler is
-# printed to stderr and answered as Lambda answers a function URL whose function failed (502).
+# The local Lambda runtime: reads one JSON event per line on stdin, writes one JSON response per
+# line on stdout, for any Lambda handler setting `module.function` (the bundle's own by default), as
+# Lambda's Python runtime runs it: import the module once, call the function with (event, context)
+# per event; what the handler prints goes to stderr. Standard library only: it runs with nothing but
+# the bundle on sys.path. An exception in the handler is printed to stderr and answered as Lambda
+# answers a function URL whose function failed (502).
 _HANDLER_BOOTSTRAP = """\
 import sys
 sys.path[:0] = {paths!r}
@@ -88,8 +82,7 @@ class Bundle:
 
     paths: tuple[Path, ...]  # function code root first, then the layer's python/ directory
     python: Path  # an interpreter of the target runtime's version
-    # Lambda's Handler setting (`module.function`) to run any handler; None: the bundle's own
-    # runner (entrypoint.local_runner, which calls entrypoint.handler.handler)
+    # Lambda's Handler setting (`module.function`); None: the bundle's own, HANDLER
     handler: str | None = None
 
 
@@ -164,15 +157,16 @@ def _set_writable(root: Path, *, writable: bool) -> None:
             path.chmod(mode | stat.S_IWUSR if writable else mode & ~write)
 
 
+def bootstrap(paths: Sequence[Path], handler: str) -> str:
+    """The `python -I -S -c` program that runs `handler` with `paths` first on sys.path."""
+    return _HANDLER_BOOTSTRAP.format(paths=[str(p) for p in paths], handler=handler)
+
+
 class LocalLambda:
     """The bundle's handler in a separate process, fed one event at a time."""
 
     def __init__(self, bundle: Bundle, env: dict[str, str] | None = None) -> None:
-        paths = [str(p) for p in bundle.paths]
-        if bundle.handler is None:
-            code = _BOOTSTRAP.format(paths=paths)
-        else:
-            code = _HANDLER_BOOTSTRAP.format(paths=paths, handler=bundle.handler)
+        code = bootstrap(bundle.paths, bundle.handler or HANDLER)
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
@@ -216,85 +210,6 @@ class LocalLambda:
             self.process.stdout.close()
 
 
-def function_url_event(
-    method: str,
-    target: str,
-    headers: Sequence[tuple[str, str]],
-    body: bytes,
-    *,
-    host: str,
-    source_ip: str = "127.0.0.1",
-) -> dict[str, Any]:
-    """A Lambda function URL event (payload format 2.0) for one HTTP request.
-
-    As AWS builds it: rawPath keeps the percent-encoding, header names are lower-case with
-    repeated headers joined by commas, cookies move to their own list.
-    """
-    parts = urlsplit(target)
-    joined: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in headers:
-        key = name.lower()
-        if key == "cookie":
-            cookies.extend(c.strip() for c in value.split(";") if c.strip())
-            continue
-        joined[key] = f"{joined[key]},{value}" if key in joined else value
-    joined["host"] = host
-    query: dict[str, str] = {}
-    for pair in parts.query.split("&") if parts.query else ():
-        name, _, value = pair.partition("=")
-        key, val = unquote_plus(name), unquote_plus(value)
-        query[key] = f"{query[key]},{val}" if key in query else val
-    now = datetime.now(UTC)
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": parts.path or "/",
-        "rawQueryString": parts.query,
-        "headers": joined,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "local",
-            "domainName": host,
-            "domainPrefix": host.split(".")[0],
-            "http": {
-                "method": method,
-                "path": parts.path or "/",
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": joined.get("user-agent", ""),
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now.timestamp() * 1000),
-        },
-        "isBase64Encoded": bool(body),
-    }
-    if cookies:
-        event["cookies"] = cookies
-    if query:
-        event["queryStringParameters"] = query
-    if body:
-        event["body"] = base64.b64encode(body).decode("ascii")
-    return event
-
-
-def http_response(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
-    """A function URL response (payload 2.0) as status, headers and body bytes."""
-    status = int(response.get("statusCode", 200))
-    headers: list[tuple[str, str]] = []
-    for name, value in (response.get("headers") or {}).items():
-        headers.append((name, str(value)))
-    for name, values in (response.get("multiValueHeaders") or {}).items():
-        headers.extend((name, str(v)) for v in values)
-    headers.extend(("set-cookie", cookie) for cookie in response.get("cookies") or ())
-    body = response.get("body") or ""
-    data = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode("utf-8")
-    return status, headers, data
-
-
 @contextmanager
 def local_lambda(result: PackageResult, env: dict[str, str] | None = None) -> Iterator[LocalLambda]:
     """The packaged function running locally from its own zips, as Lambda would run it.
@@ -327,7 +242,7 @@ def make_server(function: Invocable, port: int, log: Any = None) -> ThreadingHTT
             body = self.rfile.read(length) if length else b""
             host = self.headers.get("host") or f"127.0.0.1:{port}"
             started = time.perf_counter()
-            event = function_url_event(
+            event = http_request_event(
                 self.command,
                 self.path,
                 list(self.headers.items()),

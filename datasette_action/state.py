@@ -2,7 +2,7 @@
 `state/<stack>.json` so a later `plan` can say what changed (tables, row counts, hashes).
 
 Pure: `DeployedState` from a `PackageResult`, to and from JSON, and the difference of two states.
-`deploy.py` reads and writes it in S3.
+`deploy/` reads and writes it in S3.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datasette_action.package import PackageResult
-from entrypoint.manifest import load_manifest
+from datasette_action_entrypoint.manifest import load_manifest
 
 STATE_FORMAT = 1
 

@@ -21,22 +21,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from datasette_action import __version__
-from datasette_action.config import Config
-from datasette_action.errors import ConfigError, Location
+from datasette_action.config import ENV_DEPLOYMENT_ID, Config
+from datasette_action.config import TAG_STACK as TAG_STACK  # re-exported: deploy and tests use them
+from datasette_action.config import TAG_VERSION as TAG_VERSION
 from datasette_action.package import PackageResult
-from entrypoint.bundle import ENV_BUCKET, ENV_ROOT, ENV_SECRET, ENV_TMP
+from datasette_action_entrypoint.bundle import ENV_BUCKET, ENV_SECRET
 
 TOOL_VERSION = __version__  # read at render time (tests pin it so golden files survive releases)
 TEMPLATE_FORMAT = 1  # bump when deploy must treat templates of an older format differently
 METADATA_KEY = "datasette-lambda"  # top-level Metadata key marking a stack made by this tool
-TAG_STACK = "datasette-lambda:stack"
-TAG_VERSION = "datasette-lambda:version"
 # Template sizes: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html
 # and the TemplateBody/TemplateURL parameters of https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateChangeSet.html
 # TemplateBody (inline) holds at most 51,200 bytes, so deploy uploads the main template to the
@@ -62,64 +60,66 @@ P_DATASETTE_SECRET = "DatasetteSecret"
 # function's DATASETTE_LAMBDA_DEPLOYMENT_ID, so a new value updates the function's configuration
 # (and Lambda starts fresh execution environments) when nothing else changed.
 P_DEPLOYMENT_ID = "DeploymentId"
-ENV_DEPLOYMENT_ID = "DATASETTE_LAMBDA_DEPLOYMENT_ID"
 # Output names.
 O_SITE_URL = "SiteUrl"
 O_FUNCTION_NAME = "FunctionName"
 O_BUCKET_NAME = "BucketName"  # in both stacks: the bootstrap stack's is the main stack's ArtifactBucket
 
-# Environment variables Lambda reserves (setting one fails the deploy) and those the entry point
-# reads for itself: https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html
-RESERVED_ENV = frozenset(
-    {
-        "_HANDLER",
-        "_X_AMZN_TRACE_ID",
-        "AWS_ACCESS_KEY",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_DEFAULT_REGION",
-        "AWS_EXECUTION_ENV",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_INITIALIZATION_TYPE",
-        "AWS_LAMBDA_LOG_GROUP_NAME",
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        "AWS_LAMBDA_RUNTIME_API",
-        "AWS_REGION",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "LAMBDA_RUNTIME_DIR",
-        "LAMBDA_TASK_ROOT",
-        ENV_BUCKET,
-        ENV_ROOT,
-        ENV_TMP,
-        ENV_DEPLOYMENT_ID,
-    }
-)
-# Tags: https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html ("letters, numbers,
-# spaces representable in UTF-8, and + - = . _ : / @"; keys up to 128, values up to 256 characters;
-# keys starting with aws: are reserved by AWS; at most 50 tags per resource).
-TAG_TEXT = re.compile(r"[\w +\-=.:/@]*")
-TAG_KEY_MAX = 128
-TAG_VALUE_MAX = 256
-TAGS_MAX = 50
 PARAMETER_NAME_MAX = 255  # CloudFormation parameter names: alphanumeric, up to 255 characters
 
 _TEMPLATE_VERSION = "2010-09-09"
 
 
 @dataclass(frozen=True)
+class TemplateResource:
+    logical_id: str
+    type: str  # e.g. AWS::Lambda::Function
+
+
+@dataclass(frozen=True)
 class Template:
-    body: dict[str, Any]  # the CloudFormation template
+    """A rendered template: its JSON text (fixed once made) and, as typed fields, what deploy
+    needs to know about it. Make one with `Template.of(body, ...)`."""
+
+    text: str  # the template as CloudFormation receives it (`to_json`)
     # Values for its non-secret parameters. ArtifactBucket is here only when the bucket is known
     # (deploy.bucket, or `bucket=` given to render_template); otherwise deploy adds it from the
     # bootstrap stack's BucketName output.
-    parameters: dict[str, str]
-    # NoEcho parameter name -> the environment variable deploy reads its value from.
-    secret_parameters: dict[str, str]
+    parameters: Mapping[str, str]
+    # NoEcho parameter name -> the environment variable whose value deploy gives it.
+    secret_parameters: Mapping[str, str]
+    parameter_names: frozenset[str]  # every parameter the template declares
+    resources: tuple[TemplateResource, ...]  # in the template's (sorted) order
+    sha256: str  # of `text` as UTF-8: the uploaded template's name
+    size: int  # bytes of `text` as UTF-8, for CloudFormation's limits
+
+    @classmethod
+    def of(
+        cls, body: Mapping[str, Any], parameters: Mapping[str, str], secret_parameters: Mapping[str, str]
+    ) -> Template:
+        text = to_json(body)
+        data = text.encode("utf-8")
+        return cls(
+            text=text,
+            parameters=dict(parameters),
+            secret_parameters=dict(secret_parameters),
+            parameter_names=frozenset(body.get("Parameters") or {}),
+            resources=tuple(
+                TemplateResource(logical_id, str(resource.get("Type", "")))
+                for logical_id, resource in sorted((body.get("Resources") or {}).items())
+            ),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The template as plain data: a new copy each time, so the template itself never changes."""
+        result: dict[str, Any] = json.loads(self.text)
+        return result
 
     def to_json(self) -> str:
-        return to_json(self.body)
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,6 @@ def render_template(config: Config, result: PackageResult, *, bucket: str | None
     caller to fill in.
     """
     deploy = config.deploy
-    _check_secrets(config)
     tags = _tags(config)
     name = function_name(config.stack)
     secrets = secret_parameter_names(deploy.secrets)
@@ -280,7 +279,7 @@ def render_template(config: Config, result: PackageResult, *, bucket: str | None
     known_bucket = bucket or deploy.bucket
     if known_bucket:
         values[P_BUCKET] = known_bucket
-    return Template(body=body, parameters=values, secret_parameters=secrets)
+    return Template.of(body, values, secrets)
 
 
 def bootstrap_template(config: Config) -> dict[str, Any]:
@@ -515,50 +514,14 @@ def _http_api(stack: str, tags: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-# -- tags and checks ---------------------------------------------------------------------------
+# -- tags ----------------------------------------------------------------------------------------
 
 
 def _tags(config: Config) -> dict[str, str]:
-    """deploy.tags plus this tool's own, checked against what AWS accepts."""
-    where = Location(config.path)
-    own = {TAG_STACK: config.stack, TAG_VERSION: TOOL_VERSION}
-    if len(config.deploy.tags) + len(own) > TAGS_MAX:
-        raise ConfigError(
-            f"deploy.tags: {len(config.deploy.tags)} tags; AWS allows {TAGS_MAX} per resource and this"
-            f" tool adds {len(own)}: keep at most {TAGS_MAX - len(own)}",
-            where,
-        )
-    for key, value in config.deploy.tags.items():
-        if key.lower().startswith("aws:") or key.startswith(f"{METADATA_KEY}:"):
-            raise ConfigError(
-                f"deploy.tags: '{key}': keys starting with 'aws:' are reserved by AWS, and keys"
-                f" starting with '{METADATA_KEY}:' by this tool; rename the tag",
-                where,
-            )
-        if not key or len(key) > TAG_KEY_MAX or not TAG_TEXT.fullmatch(key):
-            raise ConfigError(
-                f"deploy.tags: '{key}' is not a tag key AWS accepts: 1 to {TAG_KEY_MAX} letters,"
-                " digits, spaces and + - = . _ : / @",
-                where,
-            )
-        if len(value) > TAG_VALUE_MAX or not TAG_TEXT.fullmatch(value):
-            raise ConfigError(
-                f"deploy.tags.{key}: '{value}' is not a tag value AWS accepts: up to {TAG_VALUE_MAX}"
-                " letters, digits, spaces and + - = . _ : / @",
-                where,
-            )
+    """deploy.tags (checked against what AWS accepts when the config loaded) plus this tool's own."""
+    own = {TAG_STACK: config.stack, TAG_VERSION: TOOL_VERSION}  # config.TOOL_TAGS: a test keeps them in step
     return {**config.deploy.tags, **own}
 
 
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": tags[key]} for key in sorted(tags)]
-
-
-def _check_secrets(config: Config) -> None:
-    for name in config.deploy.secrets:
-        if name in RESERVED_ENV:
-            raise ConfigError(
-                f"deploy.secrets: '{name}' is reserved (by Lambda, or by this tool's entry point) and"
-                " cannot be given to the function; use another variable name",
-                Location(config.path),
-            )

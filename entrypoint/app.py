@@ -14,9 +14,9 @@ from typing import Any
 from mangum import Mangum
 from mangum.types import Message, Receive, Scope, Send
 
-from entrypoint.bundle import Bundle
-from entrypoint.paths import decoded_path, request_path
-from entrypoint.units import lazy_unit_registry
+from datasette_action_entrypoint.bundle import Bundle
+from datasette_action_entrypoint.paths import decoded_path, request_path
+from datasette_action_entrypoint.units import lazy_unit_registry
 
 # Changed from Datasette's defaults for Lambda; `datasette.settings` in the config wins over each.
 SPEED_DEFAULTS: dict[str, Any] = {

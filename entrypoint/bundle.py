@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from entrypoint.manifest import MANIFEST_NAME, Manifest, ManifestDatabase, load_manifest
+from datasette_action_entrypoint.manifest import MANIFEST_NAME, Manifest, ManifestDatabase, load_manifest
 
-ENV_ROOT = "DATASETTE_LAMBDA_ROOT"  # the bundle root, for tests (default: the parent of entrypoint/)
+ENV_ROOT = "DATASETTE_LAMBDA_ROOT"  # the bundle root, for tests (default: the package directory's parent)
 ENV_TMP = "DATASETTE_LAMBDA_TMP"  # where S3 databases go (default /tmp)
 ENV_BUCKET = "DATASETTE_DATA_BUCKET"  # the bucket holding databases with location "s3"
 ENV_SECRET = "DATASETTE_SECRET"  # Datasette's signing secret; never stored in the bundle

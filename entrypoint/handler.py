@@ -1,7 +1,7 @@
-"""The Lambda entry point: `entrypoint.handler.handler` serves the bundle's Datasette.
+"""The Lambda entry point: `datasette_action_entrypoint.handler.handler` serves the bundle's Datasette.
 
 On the first event the function reads `manifest.json` at the code root (the directory holding
-`entrypoint/`, or $DATASETTE_LAMBDA_ROOT), makes the databases available (downloading those kept in
+`datasette_action_entrypoint/`, or $DATASETTE_LAMBDA_ROOT), makes the databases available (downloading those kept in
 S3 into /tmp), builds Datasette once and wraps it in Mangum. Warm invocations reuse it. Importing this
 module reads nothing and imports only the standard library: if the manifest or Datasette's set-up fails,
 the failure is printed once to stderr (the function's log) and every request gets a 500 with a short
@@ -17,8 +17,8 @@ Speed defaults, each undone from the project config (datasette-lambda.yml):
 - `suggest_facets` is false: Datasette's facet suggestions run a query per column on every table page.
   Turn them back on with `datasette: {settings: {suggest_facets: true}}`.
 - Datasette 0.65 builds pint's unit registry when it is imported (~300 ms of every cold start); here it
-  is built on first use instead, by a table with `units` in its metadata (see `entrypoint.units`). This
-  changes no behaviour, so there is nothing to turn back.
+  is built on first use instead, by a table with `units` in its metadata (see
+  `datasette_action_entrypoint.units`). This changes no behaviour, so there is nothing to turn back.
 
 Environment: DATASETTE_SECRET (Datasette's signing secret; a random one per process if unset, which
 signs users out whenever a new instance starts), DATASETTE_DATA_BUCKET (for databases kept in S3),
@@ -36,8 +36,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from entrypoint.bundle import Bundle, BundleError, Environment, load_bundle
-from entrypoint.paths import request_path
+from datasette_action_entrypoint.bundle import Bundle, BundleError, Environment, load_bundle
+from datasette_action_entrypoint.paths import request_path
 
 # Lambda's synchronous response limit, for the whole JSON response
 # (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
@@ -123,7 +123,7 @@ class LambdaApp:
         base_url = self.base_url(event)
         site = self._sites.get(base_url)
         if site is None:
-            from entrypoint.app import make_site  # imports Datasette and Mangum
+            from datasette_action_entrypoint.app import make_site  # imports Datasette and Mangum
 
             site = make_site(self.bundle(), base_url=base_url, secret=self.environment().secret)
             self._sites[base_url] = site

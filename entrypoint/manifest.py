@@ -13,7 +13,7 @@ from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = 1
-HANDLER = "entrypoint.handler.handler"  # Lambda's Handler setting: module.function
+HANDLER = "datasette_action_entrypoint.handler.handler"  # Lambda's Handler setting: module.function
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import yaml
 from datasette_action import action
 from datasette_action.build import build
 from datasette_action.config import load_config
-from datasette_action.local_aws import LocalAws, start_local_aws
+from datasette_action.local_aws import LocalAws
 from datasette_action.package import package
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -342,15 +342,6 @@ def test_deploy_on_a_pull_request_plans_offline(packaged: Path, tmp_path: Path) 
     function_zip = next((workspace / ".datasette-lambda" / "package").glob("function-*.zip"))
     assert run.outputs["bundle-sha256"] == function_zip.stem.removeprefix("function-")
     assert run.outputs["bundle-size"] == str(function_zip.stat().st_size)
-
-
-@pytest.fixture(scope="module")
-def local_aws() -> Iterator[LocalAws]:
-    running = start_local_aws()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import random
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -36,7 +35,6 @@ from datasette_action.sources import MisalignedSplit, SourcePart, find_sources, 
 
 CONFIG = "datasette-lambda.yml"
 DATABASES = Path(".datasette-lambda") / "databases"
-EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -546,9 +544,8 @@ def test_header_only_csv_builds_an_empty_table(project: Path) -> None:
     assert json.loads(result.inspect_data.read_text())["d"]["tables"] == {"t": {"count": 0}}
 
 
-def test_the_example_project_builds(tmp_path: Path) -> None:
-    shutil.copytree(EXAMPLE, tmp_path / "example", ignore=shutil.ignore_patterns(".datasette-lambda"))
-    result = build(load_config(tmp_path / "example" / CONFIG))
+def test_the_example_project_builds(example_project: Path) -> None:
+    result = build(load_config(example_project / CONFIG))
     [census] = result.databases
     counts = {t.name: t.rows for t in census.tables if not t.hidden}
     assert counts == {"counties": 9, "landmarks": 5, "states": 7}

@@ -20,7 +20,7 @@ import re
 import shutil
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,37 +32,22 @@ from click.testing import CliRunner
 from moto.cloudformation.models import cloudformation_backends
 
 from datasette_action import deploy as d
+from datasette_action import pipeline
 from datasette_action.build import build
 from datasette_action.checks import lint_template, smoke_test
 from datasette_action.cli import cli
 from datasette_action.config import Config, DeployConfig, load_config
+from datasette_action.deploy import modes as deploy_modes  # the modules that own what tests patch
+from datasette_action.deploy import session as deploy_session
 from datasette_action.errors import AwsError, CredentialsError, StackFailedError
-from datasette_action.local_aws import LocalAws, start_local_aws
+from datasette_action.local_aws import LocalAws
+from datasette_action.output import deploy_markdown, plan_markdown
 from datasette_action.package import PackageResult, package
-from datasette_action.report import deploy_markdown, plan_markdown
 from datasette_action.template import METADATA_KEY, Template, bootstrap_stack_name, render_template
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 FAST = d.DeployOptions(poll=0.1, timeout=30)
-# Every variable the AWS credential chain reads, cleared so nothing from the machine leaks in.
-AWS_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "DATASETTE_SECRET",
-    "GITHUB_RUN_ID",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,37 +60,14 @@ class Project:
         return dataclasses.replace(self.config, stack=stack)
 
 
-@pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
-    """moto's server (one per process, so per module) and an environment that reaches only it:
-    dummy credentials, AWS_ENDPOINT_URL, no config files, no instance metadata lookups."""
-    empty = tmp_path_factory.mktemp("aws-config") / "empty"
-    empty.write_text("")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in AWS_VARIABLES:
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_CONFIG_FILE", str(empty))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        running = start_local_aws()
-        try:
-            for name, value in running.environment.items():
-                patch.setenv(name, value)
-            yield running
-        finally:
-            running.stop()
-
-
 def _package(root: Path) -> Project:
     config = load_config(root / "datasette-lambda.yml")
     return Project(root, config, package(config, build(config)))
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    root = tmp_path_factory.mktemp("deploy") / "site"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".datasette-lambda"))
-    return _package(root)
+def project(tmp_path_factory: pytest.TempPathFactory, example_copy: Callable[[Path], Path]) -> Project:
+    return _package(example_copy(tmp_path_factory.mktemp("deploy") / "site"))
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +122,7 @@ def deploy(project: Project, stack_name: str, **options: Any) -> d.DeployResult:
 
 
 @pytest.fixture(scope="module")
-def first(local: LocalAws, project: Project) -> d.DeployResult:
+def first(local_aws: LocalAws, project: Project) -> d.DeployResult:
     return deploy(project, "site")
 
 
@@ -223,7 +185,7 @@ def test_the_deploy_summary_in_markdown(first: d.DeployResult) -> None:
 
 
 def test_plan_for_a_new_stack_lists_every_resource_and_creates_nothing(
-    local: LocalAws, project: Project
+    local_aws: LocalAws, project: Project
 ) -> None:
     config = project.for_stack("not-yet")
     planned = d.plan(config, project.result, render_template(config, project.result), FAST)
@@ -238,13 +200,15 @@ def test_plan_for_a_new_stack_lists_every_resource_and_creates_nothing(
 def test_databases_placed_in_s3_are_uploaded_by_their_key(project: Project) -> None:
     census = dataclasses.replace(project.result.databases[0], location="s3", s3_key="databases/abc/census.db")
     result = dataclasses.replace(project.result, databases=(census,))
-    wanted = d.planned_uploads(result, render_template(project.config, result))
-    assert [(role, key) for role, key, _, _ in wanted][:3] == [
+    template = render_template(project.config, result)
+    wanted = d.planned_uploads(result, template)
+    assert [(w.role, w.key) for w in wanted][:3] == [
         ("layer", f"artifacts/layer-{result.layer.sha256}.zip"),
         ("function", f"artifacts/function-{result.function.sha256}.zip"),
         ("database census", "databases/abc/census.db"),
     ]
-    assert wanted[2][3] == census.path and wanted[3][0] == "template"
+    assert wanted[2].source == census.path and wanted[3].role == "template"
+    assert wanted[3].source == template.to_json().encode() and wanted[3].size == template.size
 
 
 def test_a_redeploy_with_nothing_changed_uploads_nothing_and_changes_nothing(
@@ -358,7 +322,7 @@ def copy_project(project: Project, name: str, stack: str | None = None) -> Path:
     return root / "datasette-lambda.yml"
 
 
-def test_cli_deploy_json_then_destroy(local: LocalAws, project: Project) -> None:
+def test_cli_deploy_json_then_destroy(local_aws: LocalAws, project: Project) -> None:
     cli_config = copy_project(project, "cli-site", "cli-site")
     runner = CliRunner()
     done = runner.invoke(cli, ["deploy", "-c", str(cli_config), "--json", "--no-health-check"])
@@ -379,13 +343,17 @@ def test_cli_deploy_json_then_destroy(local: LocalAws, project: Project) -> None
     # a site that does not answer: the health check asks for a page the site has not got (404)
     check = d.health_check
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(d, "health_check", lambda url: check(url + "no-such-database", attempts=1))
-        failed = runner.invoke(cli, ["deploy", "-c", str(cli_config)])
+        patch.setattr(deploy_modes, "health_check", lambda url: check(url + "no-such-database", attempts=1))
+        failed = runner.invoke(cli, ["deploy", "-c", str(cli_config), "--json"])
     assert failed.exit_code == 1
-    assert (
+    error = (
         f"Error: the stack deployed, but the site does not answer: GET {output['url']}no-such-database -> 404"
-        in (failed.stderr)
     )
+    assert error in failed.stderr
+    # the one failure path shows what the deploy did first: its summary, and with --json its result
+    assert failed.stderr.index("cli-site is up to date") < failed.stderr.index(error)
+    shown = json.loads(failed.stdout)
+    assert shown["stack"] == "cli-site" and shown["health"]["status"] == 404 and not shown["health"]["ok"]
 
     refused = runner.invoke(cli, ["destroy", "-c", str(cli_config)], input="")
     assert refused.exit_code == 1 and "pass --yes" in refused.stderr
@@ -397,7 +365,7 @@ def test_cli_deploy_json_then_destroy(local: LocalAws, project: Project) -> None
 
 
 def test_plan_offline_without_credentials_writes_a_report(
-    local: LocalAws, project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    local_aws: LocalAws, project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A pull request from a fork: no credentials at all (the files the chain reads are empty)."""
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
@@ -424,7 +392,7 @@ def test_plan_offline_without_credentials_writes_a_report(
 def test_checks_lint_and_smoke_test_the_bundle(project: Project) -> None:
     template = render_template(project.config, project.result)
     assert lint_template(template, REGION) == ()
-    broken = Template(
+    broken = Template.of(
         {**template.body, "Resources": {"X": {"Type": "AWS::Lambda::Function", "Properties": {}}}},
         {},
         {},
@@ -438,7 +406,7 @@ def test_checks_lint_and_smoke_test_the_bundle(project: Project) -> None:
 
 
 def test_no_credentials_is_one_clear_error(
-    local: LocalAws, project: Project, monkeypatch: pytest.MonkeyPatch
+    local_aws: LocalAws, project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -463,7 +431,7 @@ def test_no_region_is_a_clear_error(project: Project, monkeypatch: pytest.Monkey
 
 def test_a_wrong_region_is_one_clear_error(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     """No AWS endpoint answers for a region that does not exist: one line naming it, no traceback."""
-    monkeypatch.setattr(d, "RETRIES", {"mode": "standard", "max_attempts": 1})
+    monkeypatch.setattr(deploy_session, "RETRIES", {"mode": "standard", "max_attempts": 1})
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -488,7 +456,7 @@ def test_a_wrong_region_is_one_clear_error(project: Project, monkeypatch: pytest
 # -- stacks in the way ------------------------------------------------------------------------------
 
 
-def test_a_stack_not_made_by_this_tool_is_left_alone(local: LocalAws, project: Project) -> None:
+def test_a_stack_not_made_by_this_tool_is_left_alone(local_aws: LocalAws, project: Project) -> None:
     foreign = json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}})
     cf().create_stack(StackName="someone-elses", TemplateBody=foreign)
     with pytest.raises(AwsError) as caught:
@@ -505,7 +473,7 @@ def test_a_stack_not_made_by_this_tool_is_left_alone(local: LocalAws, project: P
     assert "someone-elses" in stack_names()
 
 
-def test_a_failed_first_create_is_deleted_and_created_again(local: LocalAws, project: Project) -> None:
+def test_a_failed_first_create_is_deleted_and_created_again(local_aws: LocalAws, project: Project) -> None:
     """moto never fails a create; its stack is put in ROLLBACK_COMPLETE, as AWS leaves one."""
     deploy(project, "failed-first", health_check=False)
     old_id = stack("failed-first")["StackId"]
@@ -520,7 +488,7 @@ def test_a_failed_first_create_is_deleted_and_created_again(local: LocalAws, pro
     assert again.bytes_uploaded == 0  # the artifacts were already in the bucket
 
 
-def test_a_busy_stack_is_waited_for(local: LocalAws, project: Project) -> None:
+def test_a_busy_stack_is_waited_for(local_aws: LocalAws, project: Project) -> None:
     """moto finishes every operation at once; its stack is held in UPDATE_IN_PROGRESS for a
     moment, as another deploy would hold it."""
     deploy(project, "busy", health_check=False)
@@ -548,7 +516,7 @@ def test_a_busy_stack_is_waited_for(local: LocalAws, project: Project) -> None:
     held.status = "UPDATE_COMPLETE"
 
 
-def test_update_rollback_failed_stops_with_guidance(local: LocalAws, project: Project) -> None:
+def test_update_rollback_failed_stops_with_guidance(local_aws: LocalAws, project: Project) -> None:
     """A state moto never reaches by itself, set on its stack."""
     deploy(project, "stuck", health_check=False)
     moto_stack("stuck").status = "UPDATE_ROLLBACK_FAILED"
@@ -683,7 +651,7 @@ def test_a_bucket_owned_by_another_account_is_a_clear_error() -> None:
 
 
 def test_deploy_bucket_of_ones_own_is_used_without_a_bootstrap_stack(
-    local: LocalAws, project: Project
+    local_aws: LocalAws, project: Project
 ) -> None:
     s3().create_bucket(Bucket="my-own-artifacts")
     s3().put_object(Bucket="my-own-artifacts", Key="unrelated.txt", Body=b"keep me")
@@ -712,14 +680,17 @@ def test_no_changes_wording_of_aws_and_moto() -> None:
 
 
 def test_change_set_names_are_unique_and_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GITHUB_RUN_ID", "9876543210")
-    monkeypatch.setenv("GITHUB_RUN_ATTEMPT", "2")
-    names = {d.change_set_name(d.DeployOptions(), "deploy") for _ in range(5)}
+    monkeypatch.setenv("GITHUB_RUN_ID", "1111")  # not read by deploy: the front doors pass run ids in
+    run = pipeline.run_id({"GITHUB_RUN_ID": "9876543210", "GITHUB_RUN_ATTEMPT": "2"})
+    assert run == "9876543210-2" and pipeline.run_id({"GITHUB_RUN_ID": "5"}) == "5-1"
+    assert pipeline.run_id({}) is None
+    names = {d.change_set_name(d.DeployOptions(run_id=run), "deploy") for _ in range(5)}
     assert len(names) == 5
     for name in names:
         assert re.fullmatch(r"[a-zA-Z][-a-zA-Z0-9]*", name) and len(name) <= 128
         assert name.startswith("datasette-lambda-deploy-9876543210-2-")
     assert re.fullmatch(r"[a-zA-Z][-a-zA-Z0-9]*", d.change_set_name(d.DeployOptions(run_id="a_b.c"), "plan"))
+    assert "1111" not in d.change_set_name(d.DeployOptions(), "plan")
 
 
 def test_template_urls() -> None:
@@ -740,34 +711,41 @@ def test_template_urls() -> None:
 
 
 def test_secret_parameters() -> None:
-    template = Template(
+    template = Template.of(
         {}, {"LayerKey": "l"}, {"DatasetteSecret": "DATASETTE_SECRET", "SecretToken": "TOKEN"}
     )
+
+    def given(secrets: dict[str, str]) -> d.DeployOptions:
+        return dataclasses.replace(FAST, secrets=secrets)
+
     new_stack = None
     existing = d.StackInfo(
         "s", "UPDATE_COMPLETE", {}, frozenset({"DatasetteSecret", "SecretToken"}), {}, None
     )
     with pytest.raises(AwsError, match=r"the secret TOKEN \(deploy.secrets\) is not set"):
-        d.stack_parameters(template, "bkt", new_stack, FAST, {})
-    created = d.stack_parameters(template, "bkt", new_stack, FAST, {"TOKEN": "t0k"})
+        d.stack_parameters(template, "bkt", new_stack, given({}))
+    created = d.stack_parameters(template, "bkt", new_stack, given({"TOKEN": "t0k"}))
     values = {p["ParameterKey"]: p.get("ParameterValue") for p in created}
     assert values["ArtifactBucket"] == "bkt" and values["LayerKey"] == "l" and values["SecretToken"] == "t0k"
     assert re.fullmatch(r"[0-9a-f]{64}", values["DatasetteSecret"] or "")  # generated once
-    updated = d.stack_parameters(template, "bkt", existing, FAST, {"TOKEN": ""})
+    updated = d.stack_parameters(template, "bkt", existing, given({"TOKEN": ""}))
     assert {"ParameterKey": "DatasetteSecret", "UsePreviousValue": True} in updated
     assert {"ParameterKey": "SecretToken", "UsePreviousValue": True} in updated
-    given = d.stack_parameters(template, "bkt", existing, FAST, {"DATASETTE_SECRET": "s3cret"})
-    assert {"ParameterKey": "DatasetteSecret", "ParameterValue": "s3cret"} in given
-    # a caller's own secret values (not in os.environ) come first
-    held = dataclasses.replace(FAST, secret_values={"TOKEN": "from-caller"})
-    assert {"ParameterKey": "SecretToken", "ParameterValue": "from-caller"} in d.stack_parameters(
-        template, "bkt", existing, held
-    )
+    kept = d.stack_parameters(template, "bkt", existing, given({"DATASETTE_SECRET": "s3cret"}))
+    assert {"ParameterKey": "DatasetteSecret", "ParameterValue": "s3cret"} in kept
+
+
+def test_secret_values_come_from_the_options_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy reads no environment variable for secrets: the front doors pass them in."""
+    template = Template.of({}, {}, {"DatasetteSecret": "DATASETTE_SECRET", "SecretToken": "TOKEN"})
+    monkeypatch.setenv("TOKEN", "from-the-environment")
+    with pytest.raises(AwsError, match=r"the secret TOKEN \(deploy.secrets\) is not set"):
+        d.stack_parameters(template, "bkt", None, FAST)
 
 
 def test_the_deployment_id_is_new_on_a_create_and_when_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_RUN_ID", raising=False)
-    template = Template(
+    template = Template.of(
         {"Parameters": {"DeploymentId": {"Type": "String", "Default": ""}}},
         {},
         {"DatasetteSecret": "DATASETTE_SECRET"},
@@ -777,7 +755,7 @@ def test_the_deployment_id_is_new_on_a_create_and_when_forced(monkeypatch: pytes
     )
 
     def deployment(info: d.StackInfo | None, options: d.DeployOptions) -> dict[str, Any]:
-        given = d.stack_parameters(template, "bkt", info, options, {})
+        given = d.stack_parameters(template, "bkt", info, options)
         (found,) = [p for p in given if p["ParameterKey"] == "DeploymentId"]
         return dict(found)
 

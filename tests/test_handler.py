@@ -1,15 +1,14 @@
-"""Tests for the Lambda entry point (entrypoint/): real SQLite bundles under tmp_path, realistic
-function URL, HTTP API and REST API events (entrypoint.events), the handler run in this process and
-in a fresh interpreter that sees only the bundle and Datasette's dependencies, and S3 databases served
+"""Tests for the Lambda entry point (entrypoint/, installed and packaged as
+datasette_action_entrypoint): real SQLite bundles under tmp_path, realistic function URL, HTTP API
+and REST API events (datasette_action.events), the handler run in this process and in a fresh
+interpreter (serve's local runtime) that sees only the bundle and Datasette's dependencies, and S3 databases served
 by a real moto server on loopback. The one stand-in is `FakeDatasette10` (a Datasette 1.0 alpha
 signature for `settings_kwargs`): the dev venv has Datasette 0.65 only."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import io
 import json
 import os
 import re
@@ -29,10 +28,7 @@ import datasette
 import pytest
 from datasette.version import __version__ as DATASETTE_VERSION
 
-from entrypoint import handler as handler_module
-from entrypoint.app import SPEED_DEFAULTS, settings_kwargs
-from entrypoint.bundle import BundleError, Environment
-from entrypoint.events import (
+from datasette_action.events import (
     API_HOST,
     function_url_event,
     http_api_event,
@@ -42,11 +38,15 @@ from entrypoint.events import (
     response_headers,
     rest_event,
 )
-from entrypoint.handler import LambdaApp, handler, reset, text_response
-from entrypoint.local_runner import run
-from entrypoint.manifest import HANDLER, Manifest, ManifestDatabase, ManifestStatic
-from entrypoint.paths import encoded_path, request_path
-from entrypoint.units import LazyUnitRegistry
+from datasette_action.package import LAMBDA_MODULES, LAMBDA_PACKAGE
+from datasette_action.serve import bootstrap
+from datasette_action_entrypoint import handler as handler_module
+from datasette_action_entrypoint.app import SPEED_DEFAULTS, settings_kwargs
+from datasette_action_entrypoint.bundle import BundleError, Environment
+from datasette_action_entrypoint.handler import LambdaApp, handler, reset, text_response
+from datasette_action_entrypoint.manifest import HANDLER, Manifest, ManifestDatabase, ManifestStatic
+from datasette_action_entrypoint.paths import encoded_path, request_path
+from datasette_action_entrypoint.units import LazyUnitRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETTE_1 = not DATASETTE_VERSION.startswith("0.")
@@ -282,7 +282,7 @@ def test_paths_answered_as_a_plain_asgi_server_would(served: Path) -> None:
 
 
 def test_http_api_decodes_percent_encoded_slash_before_lambda(served: Path) -> None:
-    """An HTTP API hands Lambda `/fixtures/a/b` for `/fixtures/a%2Fb` (see entrypoint.events): nothing
+    """An HTTP API hands Lambda `/fixtures/a/b` for `/fixtures/a%2Fb` (see datasette_action.events): nothing
     can recover it. Datasette's own links use `a~2Fb`, which works."""
     assert call("http_api", "/fixtures/a%2Fb")["statusCode"] in (400, 404)  # table "a", row "b"
     assert call("http_api", "/fixtures/a~2Fb")["statusCode"] == 200
@@ -719,7 +719,7 @@ def test_s3_database_without_a_bucket(tmp_path: Path) -> None:
     root, _ = s3_bundle(tmp_path)
     env = Environment.from_environ({"DATASETTE_LAMBDA_ROOT": str(root)}, default_root=REPO)
     assert env.bucket is None and env.tmp_dir == Path("/tmp")
-    from entrypoint.bundle import load_bundle
+    from datasette_action_entrypoint.bundle import load_bundle
 
     with pytest.raises(BundleError, match="DATASETTE_DATA_BUCKET is not set"):
         load_bundle(env)
@@ -729,22 +729,17 @@ def test_s3_database_without_a_bucket(tmp_path: Path) -> None:
 
 SITE_PACKAGES = Path(datasette.__file__).resolve().parent.parent
 
-RUNNER = textwrap.dedent(
+# Run after serve's local runtime has answered the events, in the same process (its `handler`, `json`
+# and `sys`): was pint's registry built, and does it work? argv[1]: a unit-filter event, or "".
+PROBE = textwrap.dedent(
     """
-    import json, sys
-    sys.path[:0] = json.loads(sys.argv[1])
-    from entrypoint.local_runner import run
-    run(sys.stdin, sys.stdout)
-    if sys.argv[2] == "units":  # after the events: was pint's registry built, and does it work?
+    if sys.argv[1]:
         import datasette.views.base as base
         ureg = getattr(base, "ureg", None)  # Datasette 1.0 alphas have no units
         probe = {"registry": type(ureg).__name__, "built_before": getattr(ureg, "built", None)}
         if ureg is not None:
             probe["pint_imported_before"] = "datasette.vendored.pint" in sys.modules
-            from entrypoint.events import function_url_event
-            from entrypoint.handler import handler
-            event = function_url_event("GET", "/fixtures/places.json", query="distance__gt=2km")
-            probe["units"] = json.loads(handler(event, None)["body"])["filtered_table_rows_count"]
+            probe["units"] = json.loads(handler(json.loads(sys.argv[1]), None)["body"])["filtered_table_rows_count"]
             probe["built_after"] = ureg.built
         print(json.dumps(probe))
     """
@@ -752,12 +747,13 @@ RUNNER = textwrap.dedent(
 
 
 def run_fresh(
-    root: Path, paths: list[Path], events: list[dict[str, Any]], probe: str = ""
+    root: Path, paths: list[Path], events: list[dict[str, Any]], probe: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DATASETTE_", "PYTHON"))}
     environ["DATASETTE_SECRET"] = SECRET
+    program = bootstrap(paths, HANDLER) + PROBE
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", RUNNER, json.dumps([str(p) for p in paths]), probe],
+        [sys.executable, "-I", "-S", "-c", program, json.dumps(probe) if probe else ""],
         input="".join(json.dumps(event) + "\n" for event in events),
         capture_output=True,
         text=True,
@@ -772,10 +768,13 @@ def run_fresh(
 
 @pytest.fixture(scope="module")
 def lambda_root(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundle as Lambda's code root: entrypoint/ copied in, no DATASETTE_LAMBDA_ROOT needed."""
+    """The bundle as Lambda's code root: the Lambda modules copied in as package does, no
+    DATASETTE_LAMBDA_ROOT needed."""
     root = tmp_path_factory.mktemp("task") / "task"
     shutil.copytree(bundle, root)
-    shutil.copytree(REPO / "entrypoint", root / "entrypoint", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / LAMBDA_PACKAGE).mkdir()
+    for module in LAMBDA_MODULES:
+        shutil.copyfile(REPO / "entrypoint" / f"{module}.py", root / LAMBDA_PACKAGE / f"{module}.py")
     return root
 
 
@@ -790,7 +789,8 @@ def test_fresh_process(lambda_root: Path) -> None:
     ]
     # REPO too: this project is installed in the dev venv in editable mode (a .pth file, which
     # -S skips), and Datasette loads its `datasette publish lambda` plugin from the entry point
-    *responses, probe = run_fresh(lambda_root, [lambda_root, SITE_PACKAGES, REPO], events, "units")
+    units = function_url_event("GET", "/fixtures/places.json", query="distance__gt=2km")
+    *responses, probe = run_fresh(lambda_root, [lambda_root, SITE_PACKAGES, REPO], events, units)
     assert [r["statusCode"] for r in responses] == [200, 302, 200, 200, 200, 200]
     assert "Lambda Test Data" in text(responses[0])
     assert response_header(responses[1], "location") == "/prod/fixtures/a~2Fb"
@@ -819,35 +819,3 @@ def test_fresh_process_without_dependencies(lambda_root: Path) -> None:
     assert responses[0]["body"] == (
         "datasette-lambda: Datasette could not start: ModuleNotFoundError: No module named 'mangum'\n"
     )
-
-
-# --- the local runner -----------------------------------------------------------------------------
-
-
-def test_local_runner_answers_line_by_line() -> None:
-    seen: list[Any] = []
-
-    def echo(event: Any, context: Any) -> dict[str, Any]:
-        seen.append(context.function_name)
-        print("noise from the app")  # must not reach the responses
-        return {"statusCode": 200, "body": event["rawPath"]}
-
-    lines = [
-        json.dumps(function_url_event("GET", "/a")),
-        "",
-        "not json",
-        "[1]",
-        json.dumps(function_url_event("GET", "/b")),
-    ]
-    out = io.StringIO()
-    with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert run(io.StringIO("\n".join(lines) + "\n"), out, echo) == 4
-    responses = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [(r["statusCode"], r["body"][:40]) for r in responses] == [
-        (200, "/a"),
-        (400, "local_runner: not a JSON event: Expectin"),
-        (400, "local_runner: an event must be a JSON ob"),
-        (200, "/b"),
-    ]
-    assert seen == ["datasette-local", "datasette-local"]
-    assert "noise from the app" in err.getvalue()

@@ -20,7 +20,6 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -31,7 +30,6 @@ from datasette_action.errors import UserError
 from datasette_action.local_aws import LocalAws, start_local_aws
 
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"  # find_python: this interpreter
-AWS_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL")
 HANDLER = """\
 import json, os, sys, time
 from greeting import GREETING
@@ -62,16 +60,10 @@ TLS_ONLY = {  # the bootstrap stack's statement; moto alone denied every request
 
 
 @pytest.fixture(scope="module")
-def aws() -> Iterator[LocalAws]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in AWS_VARIABLES:
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        with start_local_aws() as running:
-            client("s3", running).create_bucket(Bucket="artifacts")
-            yield running
+def aws(local_aws: LocalAws) -> LocalAws:
+    """The local AWS (conftest.py), with the bucket these tests put their artifacts in."""
+    client("s3", local_aws).create_bucket(Bucket="artifacts")
+    return local_aws
 
 
 def client(service: str, aws: LocalAws) -> Any:

@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import textwrap
 import zipfile
@@ -37,8 +36,11 @@ from datasette_action.dependencies import (
     requirements,
 )
 from datasette_action.errors import ConfigError, Location, PackageError
+from datasette_action.events import function_url_event
 from datasette_action.package import (
     EPHEMERAL_MAX_MB,
+    LAMBDA_MODULES,
+    LAMBDA_PACKAGE,
     MB,
     UNZIPPED_LIMIT,
     PackageResult,
@@ -48,9 +50,9 @@ from datasette_action.package import (
     place_databases,
 )
 from datasette_action.pyc import UNCHECKED_HASH_FLAGS, compile_tree, find_interpreter, pyc_flags
+from datasette_action.serve import local_lambda
 from datasette_action.zips import FIXED_TIME, file_sha256, write_zip
-from entrypoint.events import function_url_event
-from entrypoint.manifest import HANDLER, load_manifest
+from datasette_action_entrypoint.manifest import HANDLER, load_manifest
 
 CONFIG = "datasette-lambda.yml"
 PLUGIN = "datasette-pretty-json==0.3"
@@ -188,10 +190,10 @@ def test_pyc_are_unchecked_hash_for_313_with_runtime_paths(packaged: Packaged) -
     app_pyc = (tree / "datasette" / "__pycache__" / "app.cpython-313.pyc").read_bytes()
     assert b"/opt/python/datasette/app.py" in app_pyc and str(tree).encode() not in app_pyc
     handler_pyc = (
-        packaged.result.function.directory / "entrypoint" / "__pycache__" / "handler.cpython-313.pyc"
+        packaged.result.function.directory / LAMBDA_PACKAGE / "__pycache__" / "handler.cpython-313.pyc"
     )
     assert pyc_flags(handler_pyc) == UNCHECKED_HASH_FLAGS
-    assert b"/var/task/entrypoint/handler.py" in handler_pyc.read_bytes()
+    assert b"/var/task/datasette_action_entrypoint/handler.py" in handler_pyc.read_bytes()
 
 
 @pytest.mark.skipif(PY313 is None, reason="needs python3.13")
@@ -232,8 +234,10 @@ def test_function_code_layout(packaged: Packaged) -> None:
     function = packaged.result.function
     app = function.directory
     assert function.role == "function" and function.zip_path.name == f"function-{function.sha256}.zip"
-    assert (app / "entrypoint" / "manifest.py").is_file() and (app / "entrypoint" / "handler.py").is_file()
-    assert not list((app / "entrypoint").glob("__pycache__/*.cpython-311.pyc"))
+    assert (app / LAMBDA_PACKAGE / "manifest.py").is_file() and (
+        app / LAMBDA_PACKAGE / "handler.py"
+    ).is_file()
+    assert not list((app / LAMBDA_PACKAGE).glob("__pycache__/*.cpython-311.pyc"))
     assert (app / "databases" / "census.db").read_bytes() == packaged.built.databases[0].path.read_bytes()
     assert (app / "static" / "assets" / "app.css").is_file()
     assert (app / "templates" / "_footer.html").is_file() and (app / "plugins" / "hello.py").is_file()
@@ -244,9 +248,24 @@ def test_function_code_layout(packaged: Packaged) -> None:
     assert {(i.date_time, i.external_attr >> 16, i.create_system) for i in infos} == {
         (FIXED_TIME, 0o100644, 3)
     }
-    assert packaged.result.handler == HANDLER == "entrypoint.handler.handler"
+    assert packaged.result.handler == HANDLER == "datasette_action_entrypoint.handler.handler"
     assert packaged.result.python_path == (app, layer_tree(packaged.result))
     assert packaged.result.manifest == app / "manifest.json"
+
+
+def test_the_function_zip_holds_only_the_lambda_modules(packaged: Packaged) -> None:
+    """Only what runs in Lambda: the entry point's modules (and their .pyc), no test helpers."""
+    with zipfile.ZipFile(packaged.result.function.zip_path) as archive:
+        names = [n for n in archive.namelist() if n.startswith(f"{LAMBDA_PACKAGE}/")]
+    sources = sorted(n for n in names if "/__pycache__/" not in n)
+    assert sources == sorted(f"{LAMBDA_PACKAGE}/{module}.py" for module in LAMBDA_MODULES)
+    assert LAMBDA_MODULES == ("__init__", "app", "bundle", "handler", "manifest", "paths", "units")
+    compiled = {n.removeprefix(f"{LAMBDA_PACKAGE}/__pycache__/") for n in names if "/__pycache__/" in n}
+    assert compiled <= {f"{module}.cpython-313.pyc" for module in LAMBDA_MODULES}
+    assert not [n for n in archive.namelist() if n.startswith("entrypoint/") or "events" in n]
+    # every module of entrypoint/ runs in Lambda: a new one is added to LAMBDA_MODULES on purpose
+    repo_modules = sorted(p.stem for p in (Path(__file__).parent.parent / "entrypoint").glob("*.py"))
+    assert repo_modules == sorted(LAMBDA_MODULES)
 
 
 def test_manifest(packaged: Packaged) -> None:
@@ -295,20 +314,9 @@ def test_the_bundle_serves_datasette_with_the_plugins(packaged: Packaged) -> Non
         function_url_event("GET", "/-/plugins.json"),
         function_url_event("GET", "/-/versions.json"),
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in packaged.result.python_path)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the trees stay as zipped
-    done = subprocess.run(
-        [str(PY313), "-m", "entrypoint.local_runner"],
-        input="".join(json.dumps(event) + "\n" for event in events),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=packaged.result.function.directory,
-        timeout=120,
-        check=True,
-    )
-    states, plugins, versions = (json.loads(line) for line in done.stdout.splitlines())
+    # serve's local runtime (`python -I -S`) on the zips unpacked read-only, as they would be uploaded
+    with local_lambda(packaged.result) as function:
+        states, plugins, versions = (function.invoke(event) for event in events)
     assert states["statusCode"] == 200, states
     assert json.loads(states["body"]) == [
         {"code": "AL", "name": "Alabama"},
@@ -634,7 +642,7 @@ def test_cli_package_json(packaged: Packaged, tmp_path: Path) -> None:
         )
         assert Path(artifact["path"]).name == f"{artifact['role']}-{artifact['sha256']}.zip"
     assert layer["reused"] is True
-    assert data["handler"] == "entrypoint.handler.handler"
+    assert data["handler"] == "datasette_action_entrypoint.handler.handler"
     assert (data["python"], data["architecture"], data["ephemeral_storage"]) == ("3.13", "x86_64", 512)
     assert [(d["name"], d["location"]) for d in data["databases"]] == [
         ("census", "bundle"),

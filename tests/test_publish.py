@@ -14,7 +14,6 @@ import os
 import sqlite3
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,30 +26,12 @@ from click.testing import CliRunner, Result
 from datasette_action.checks import lint_template
 from datasette_action.config import load_config
 from datasette_action.errors import UserError
-from datasette_action.local_aws import start_local_aws
-from datasette_action.publish import check_install, deploy_environment, parse_extra_options, plugin_secrets
+from datasette_action.local_aws import LocalAws
+from datasette_action.publish import check_install, parse_extra_options, plugin_secrets
 from datasette_action.template import Template
 
 SECRET = "s3cr3t-d0-not-leak-7f1b2c"
 PLUGIN = "datasette-json-html"  # a small pure-Python plugin, really installed by pip
-# Every variable the AWS credential chain reads, cleared so nothing from the machine leaks in.
-AWS_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "DATASETTE_SECRET",
-    "DATASETTE_PUBLISH_SECRET",
-    "GITHUB_RUN_ID",
-)
 
 
 def publish(*args: str | Path) -> Result:
@@ -218,7 +199,7 @@ def test_the_template_renders_and_lints(generated: Generated) -> None:
     function = body["Resources"]["Function"]["Properties"]
     assert function["Runtime"] == "python3.13" and function["MemorySize"] == 512
     assert "FunctionUrl" in body["Resources"] and "SiteUrl" in body["Outputs"]
-    errors = [p for p in lint_template(Template(body, {}, {}), "eu-west-1") if p.severity == "error"]
+    errors = [p for p in lint_template(Template.of(body, {}, {}), "eu-west-1") if p.severity == "error"]
     assert not errors
 
 
@@ -381,32 +362,7 @@ def test_plugin_secret_variables_are_named_as_datasette_names_them() -> None:
         plugin_secrets([("my.plugin", "key", "y"), ("my-plugin", "key", "z")])
 
 
-def test_the_deploy_environment_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KEPT_VALUE", "before")
-    monkeypatch.delenv("NEW_VALUE", raising=False)
-    with deploy_environment({"KEPT_VALUE": "during", "NEW_VALUE": "during"}):
-        assert os.environ["KEPT_VALUE"] == os.environ["NEW_VALUE"] == "during"
-    assert os.environ["KEPT_VALUE"] == "before" and "NEW_VALUE" not in os.environ
-
-
 # -- a real deploy, to moto on loopback ----------------------------------------------------------------
-
-
-@pytest.fixture
-def local_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's server and an environment that reaches only it: dummy credentials, no config files,
-    no instance metadata lookups. The endpoint goes on the command line (--endpoint-url)."""
-    empty = tmp_path / "empty"
-    empty.write_text("")
-    for name in AWS_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with start_local_aws() as aws:
-        yield aws.endpoint_url
 
 
 def get_json(url: str) -> Any:
@@ -414,7 +370,8 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def test_publish_deploys_to_a_local_aws(inputs: Inputs, local_aws: str) -> None:
+def test_publish_deploys_to_a_local_aws(inputs: Inputs, local_aws: LocalAws) -> None:
+    endpoint = local_aws.endpoint_url  # given on the command line, as a user would
     result = publish(
         inputs.database,
         "--stack",
@@ -422,7 +379,7 @@ def test_publish_deploys_to_a_local_aws(inputs: Inputs, local_aws: str) -> None:
         "--region",
         "us-east-1",
         "--endpoint-url",
-        local_aws,
+        endpoint,
         "--title",
         "Deployed places",
         "--plugin-secret",
@@ -433,13 +390,13 @@ def test_publish_deploys_to_a_local_aws(inputs: Inputs, local_aws: str) -> None:
     assert result.exit_code == 0, result.output
     assert SECRET not in result.output
     assert "DATASETTE_AUTH_GITHUB_CLIENT_SECRET" not in os.environ  # set for the deploy call only
-    cloudformation = boto3.client("cloudformation", region_name="us-east-1", endpoint_url=local_aws)
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1", endpoint_url=endpoint)
     (stack,) = cloudformation.describe_stacks(StackName="published")["Stacks"]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     assert outputs["SiteUrl"].startswith("http://127.0.0.1:") and outputs["SiteUrl"] in result.output
     # The secret reached the function through its (NoEcho) parameter, not through the metadata.
-    function = boto3.client("lambda", region_name="us-east-1", endpoint_url=local_aws)
+    function = boto3.client("lambda", region_name="us-east-1", endpoint_url=endpoint)
     variables = function.get_function_configuration(FunctionName="published")["Environment"]["Variables"]
     assert variables["DATASETTE_AUTH_GITHUB_CLIENT_SECRET"] == SECRET
     metadata = get_json(outputs["SiteUrl"] + "-/metadata.json")

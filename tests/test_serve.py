@@ -16,7 +16,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,20 +24,21 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from datasette_action import events
 from datasette_action.build import BuildResult, build
 from datasette_action.config import load_config
 from datasette_action.errors import UserError
 from datasette_action.package import PackageResult, package
 from datasette_action.serve import (
+    Bundle,
     LocalLambda,
     architecture_warning,
-    function_url_event,
+    bootstrap,
     local_lambda,
     make_server,
 )
-from entrypoint import events
+from datasette_action_entrypoint.manifest import HANDLER
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 # A tiny PNG (1x1), to prove binary static files survive the base64 round trip.
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -53,10 +54,9 @@ class Packaged:
 
 
 @pytest.fixture(scope="session")
-def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
+def packaged(tmp_path_factory: pytest.TempPathFactory, example_copy: Callable[[Path], Path]) -> Packaged:
     """The example project plus a database with a table named "rates/2020" and static files."""
-    root = tmp_path_factory.mktemp("serve") / "project"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".datasette-lambda"))
+    root = example_copy(tmp_path_factory.mktemp("serve") / "project")
     (root / "data" / "rates.csv").write_text("year,rate\n2020,1.5\n2021,2.25\n")
     (root / "static").mkdir()
     (root / "static" / "site.css").write_text("body { background: #fafafa; }\n")
@@ -185,7 +185,7 @@ def test_the_serve_http_server_turns_requests_into_events(function: LocalLambda)
 
 
 def test_function_url_events_keep_the_raw_path_and_split_cookies() -> None:
-    event = function_url_event(
+    event = events.http_request_event(
         "GET",
         "/db/a%2Fb?x=1&x=2",
         [("Cookie", "a=1; b=2"), ("Accept", "text/html"), ("Accept", "*/*")],
@@ -198,11 +198,52 @@ def test_function_url_events_keep_the_raw_path_and_split_cookies() -> None:
     assert event["cookies"] == ["a=1", "b=2"]
     assert event["headers"]["accept"] == "text/html,*/*"
     assert "cookie" not in event["headers"]
+    assert event["requestContext"]["http"]["path"] == "/db/a/b"  # decoded, as AWS sends it
+    assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+    assert "body" not in event and event["isBase64Encoded"] is False
 
 
-def test_serve_command_serves_the_example(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".datasette-lambda"))
+ECHO_HANDLER = """\
+import sys
+
+def handler(event, context):
+    print("noise from the app")  # must not reach the responses
+    if event.get("fail"):
+        raise RuntimeError("the handler failed")
+    return {"statusCode": 200, "body": event["rawPath"], "function": context.function_name, "path": sys.path}
+"""
+
+
+def test_the_local_runtime_runs_any_handler_with_only_its_paths(tmp_path: Path, capfd: Any) -> None:
+    """serve's stdlib runtime (the bundle's own handler by default): one event per line, prints to
+    stderr, a failing handler answered 502 as Lambda does, nothing but the bundle and the standard
+    library on sys.path."""
+    (tmp_path / "echo.py").write_text(ECHO_HANDLER)
+    function = LocalLambda(Bundle(paths=(tmp_path,), python=Path(sys.executable), handler="echo.handler"))
+    try:
+        first = function.invoke(events.function_url_event("GET", "/a"))
+        failed = function.invoke({"fail": True})
+        second = function.invoke(events.function_url_event("GET", "/b"))
+    finally:
+        function.close()
+    assert (first["statusCode"], first["body"], first["function"]) == (200, "/a", "datasette-local")
+    assert (second["statusCode"], second["body"]) == (200, "/b")
+    assert failed == {
+        "statusCode": 502,
+        "headers": {"content-type": "application/json"},
+        "body": '{"Message": "Internal Server Error"}',
+    }
+    assert first["path"][0] == str(tmp_path)
+    assert not [p for p in first["path"] if "site-packages" in p or p.startswith(str(Path.cwd()))]
+    err = capfd.readouterr().err
+    assert err.count("noise from the app") == 3 and "RuntimeError: the handler failed" in err
+    assert HANDLER in bootstrap((tmp_path,), HANDLER) and "echo.handler" not in bootstrap(
+        (tmp_path,), HANDLER
+    )
+
+
+def test_serve_command_serves_the_example(example_project: Path) -> None:
+    project = example_project
     with subprocess.Popen(
         [sys.executable, "-m", "datasette_action", "serve", "--port", "0", "--json"],
         cwd=project,

@@ -24,8 +24,14 @@ from cfnlint.api import ManualArgs, lint
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
 from datasette_action import template as template_module
-from datasette_action.config import LAMBDA_PYTHONS, Config, DatasetteConfig, DeployConfig, LambdaConfig
-from datasette_action.errors import ConfigError
+from datasette_action.config import (
+    LAMBDA_PYTHONS,
+    TOOL_TAGS,
+    Config,
+    DatasetteConfig,
+    DeployConfig,
+    LambdaConfig,
+)
 from datasette_action.package import DatabasePlacement, PackageResult
 from datasette_action.template import (
     CAPABILITIES,
@@ -46,7 +52,7 @@ from datasette_action.template import (
     to_json,
 )
 from datasette_action.zips import Artifact
-from entrypoint.manifest import HANDLER
+from datasette_action_entrypoint.manifest import HANDLER
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = bool(os.environ.get("UPDATE_GOLDEN"))
@@ -452,19 +458,6 @@ def test_secret_parameter_names() -> None:
     assert all(len(name) <= 255 for name in long)
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["AWS_REGION", "_HANDLER", "DATASETTE_DATA_BUCKET", "LAMBDA_TASK_ROOT", "DATASETTE_LAMBDA_DEPLOYMENT_ID"],
-)
-def test_reserved_secret_names_are_errors(name: str) -> None:
-    with pytest.raises(ConfigError) as error:
-        render(make_config(secrets=(name,)))
-    assert str(error.value) == (
-        f"datasette-lambda.yml: deploy.secrets: '{name}' is reserved (by Lambda, or by this tool's"
-        " entry point) and cannot be given to the function; use another variable name"
-    )
-
-
 # -- data-only changes, names, sizes ------------------------------------------------------------
 
 
@@ -541,39 +534,11 @@ def test_every_taggable_resource_is_tagged(variant: str) -> None:
     assert tagged >= 1
 
 
-@pytest.mark.parametrize(
-    ("tags", "message"),
-    [
-        (
-            {"aws:owner": "x"},
-            "deploy.tags: 'aws:owner': keys starting with 'aws:' are reserved by AWS, and keys starting"
-            " with 'datasette-lambda:' by this tool; rename the tag",
-        ),
-        (
-            {"datasette-lambda:stack": "x"},
-            "deploy.tags: 'datasette-lambda:stack': keys starting with 'aws:' are reserved by AWS, and"
-            " keys starting with 'datasette-lambda:' by this tool; rename the tag",
-        ),
-        (
-            {"team#1": "x"},
-            "deploy.tags: 'team#1' is not a tag key AWS accepts: 1 to 128 letters, digits, spaces and"
-            " + - = . _ : / @",
-        ),
-        (
-            {"team": "x" * 257},
-            f"deploy.tags.team: '{'x' * 257}' is not a tag value AWS accepts: up to 256 letters, digits,"
-            " spaces and + - = . _ : / @",
-        ),
-        (
-            {f"t{i}": "x" for i in range(49)},
-            "deploy.tags: 49 tags; AWS allows 50 per resource and this tool adds 2: keep at most 48",
-        ),
-    ],
-)
-def test_bad_tags_are_errors(tags: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigError) as error:
-        render(make_config(tags=tags))
-    assert error.value.message == message
+def test_the_tags_added_are_those_config_leaves_room_for() -> None:
+    """config.py checks deploy.tags when the config loads, counting the tags this tool adds."""
+    body = render(make_config(tags={"team": "data"})).body
+    tags = tag_values(body["Resources"]["Function"]["Properties"]["Tags"])
+    assert sorted(tags) == sorted({"team", *TOOL_TAGS})
 
 
 # -- the bootstrap stack -------------------------------------------------------------------------

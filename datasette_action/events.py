@@ -1,6 +1,8 @@
-"""Realistic Lambda HTTP events, and readers for the responses, for tests and local serving.
+"""Lambda HTTP events, and readers for the responses, for local serving, the smoke test and tests.
 
-Standard library only. The shapes follow live captures of each event source (AWS's docs plus public
+Outside the Lambda bundle (only what runs in Lambda is packaged): `serve` and `checks` turn real HTTP
+requests into function URL events (`http_request_event`); tests and benchmarks build realistic events
+of each source (`function_url_event`, `http_api_event`, `rest_event`). The shapes follow live captures of each event source (AWS's docs plus public
 captures of real requests), including what each source does to the path:
 
 - Lambda function URL (payload 2.0): `rawPath` is the path as the client sent it, still
@@ -20,10 +22,12 @@ captures of real requests), including what each source does to the path:
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 Query = str | Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]] | None
 
@@ -31,8 +35,10 @@ FUNCTION_URL_HOST = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aw
 API_HOST = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 SOURCE_IP = "203.0.113.7"
 USER_AGENT = "datasette-lambda-test/1.0"
-_TIME = "10/Jul/2026:19:19:06 +0000"
-_TIME_EPOCH = 1783711146671
+_WHEN = datetime(2026, 7, 10, 19, 19, 6, 671_000, tzinfo=UTC)  # the time of the built events
+_TIME_FORMAT = "%d/%b/%Y:%H:%M:%S +0000"  # requestContext.time, as AWS writes it
+_TIME = _WHEN.strftime(_TIME_FORMAT)
+_TIME_EPOCH = int(_WHEN.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -88,20 +94,10 @@ def _body_fields(body: bytes | str | None) -> tuple[str | None, bool]:
     return body, False
 
 
-def _v2_event(
-    *,
-    method: str,
-    raw_path: str,
-    decoded_path: str,
-    query: Query,
-    headers: Mapping[str, str] | None,
-    cookies: Sequence[str] | None,
-    body: bytes | str | None,
-    host: str,
-    stage: str,
-    cookie_header: bool,
-    account_id: str,
-) -> dict[str, Any]:
+def _client_headers(
+    host: str, headers: Mapping[str, str] | None, cookies: Sequence[str] | None, *, cookie_header: bool
+) -> dict[str, str]:
+    """The headers a client and AWS's front end send (payload 2.0: lower-case names)."""
     all_headers = {
         "accept": "*/*",
         "host": host,
@@ -114,6 +110,25 @@ def _v2_event(
     all_headers.update({k.lower(): v for k, v in (headers or {}).items()})
     if cookies and cookie_header:
         all_headers["cookie"] = "; ".join(cookies)
+    return all_headers
+
+
+def _v2_event(
+    *,
+    method: str,
+    raw_path: str,
+    decoded_path: str,
+    query: Query,
+    headers: dict[str, str],
+    cookies: Sequence[str] | None,
+    body: bytes | str | None,
+    host: str,
+    stage: str,
+    account_id: str,
+    source_ip: str = SOURCE_IP,
+    request_id: str = "11111111-2222-4333-8444-555555555555",
+    when: datetime = _WHEN,
+) -> dict[str, Any]:
     grouped: dict[str, list[str]] = {}
     for key, value in _decoded_pairs(query):
         grouped.setdefault(key, []).append(value)
@@ -123,7 +138,7 @@ def _v2_event(
         "routeKey": "$default",
         "rawPath": raw_path,
         "rawQueryString": query_string(query),
-        "headers": all_headers,
+        "headers": headers,
         "requestContext": {
             "accountId": account_id,
             "apiId": host.split(".", 1)[0],
@@ -133,14 +148,14 @@ def _v2_event(
                 "method": method,
                 "path": decoded_path,
                 "protocol": "HTTP/1.1",
-                "sourceIp": SOURCE_IP,
-                "userAgent": USER_AGENT,
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
             },
-            "requestId": "11111111-2222-4333-8444-555555555555",
+            "requestId": request_id,
             "routeKey": "$default",
             "stage": stage,
-            "time": _TIME,
-            "timeEpoch": _TIME_EPOCH,
+            "time": when.strftime(_TIME_FORMAT),
+            "timeEpoch": int(when.timestamp() * 1000),
         },
         "isBase64Encoded": is_base64,
     }
@@ -169,13 +184,54 @@ def function_url_event(
         raw_path=path,
         decoded_path=unquote(path),
         query=query,
-        headers=headers,
+        headers=_client_headers(host, headers, cookies, cookie_header=True),
         cookies=cookies,
         body=body,
         host=host,
         stage="$default",
-        cookie_header=True,
         account_id="anonymous",
+    )
+
+
+def http_request_event(
+    method: str,
+    target: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    *,
+    host: str,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """The function URL event (payload 2.0) for one real HTTP request (`serve`, the smoke test).
+
+    As AWS builds it: rawPath keeps the percent-encoding, header names are lower-case with
+    repeated headers joined by commas, cookies move to their own list; a fresh request id and time.
+    """
+    parts = urlsplit(target)
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    joined["host"] = host
+    path = parts.path or "/"
+    return _v2_event(
+        method=method,
+        raw_path=path,
+        decoded_path=unquote(path),
+        query=parts.query,
+        headers=joined,
+        cookies=cookies,
+        body=body or None,
+        host=host,
+        stage="$default",
+        account_id="anonymous",
+        source_ip=source_ip,
+        request_id=str(uuid.uuid4()),
+        when=datetime.now(UTC),
     )
 
 
@@ -199,12 +255,11 @@ def http_api_event(
         raw_path=decoded,
         decoded_path=decoded,
         query=query,
-        headers=headers,
+        headers=_client_headers(host, headers, cookies, cookie_header=False),
         cookies=cookies,
         body=body,
         host=host,
         stage=stage,
-        cookie_header=False,
         account_id="123456789012",
     )
 
@@ -280,16 +335,21 @@ def response_body(response: Mapping[str, Any]) -> bytes:
     return str(body).encode("utf-8")
 
 
+def response_header_pairs(response: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every response header as (name, value), from `headers`, `multiValueHeaders` and (payload
+    2.0) the `cookies` array (as `set-cookie`), in that order."""
+    pairs = [(name, str(value)) for name, value in (response.get("headers") or {}).items()]
+    for name, values in (response.get("multiValueHeaders") or {}).items():
+        pairs.extend((name, str(v)) for v in values)
+    pairs.extend(("set-cookie", str(cookie)) for cookie in response.get("cookies") or ())
+    return pairs
+
+
 def response_headers(response: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Every response header by lower-case name, from `headers`, `multiValueHeaders` and (payload
-    2.0) the `cookies` array (as `set-cookie`)."""
+    """Every response header by lower-case name (see `response_header_pairs`)."""
     merged: dict[str, list[str]] = {}
-    for key, value in (response.get("headers") or {}).items():
-        merged.setdefault(key.lower(), []).append(str(value))
-    for key, values in (response.get("multiValueHeaders") or {}).items():
-        merged.setdefault(key.lower(), []).extend(str(v) for v in values)
-    for cookie in response.get("cookies") or ():
-        merged.setdefault("set-cookie", []).append(str(cookie))
+    for name, value in response_header_pairs(response):
+        merged.setdefault(name.lower(), []).append(value)
     return merged
 
 
@@ -297,3 +357,8 @@ def response_header(response: Mapping[str, Any], name: str) -> str | None:
     """One response header (the first value), or None."""
     values = response_headers(response).get(name.lower())
     return values[0] if values else None
+
+
+def http_response(response: Mapping[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A Lambda HTTP response as the status, headers and body bytes of an HTTP response."""
+    return int(response.get("statusCode", 200)), response_header_pairs(response), response_body(response)

@@ -1,0 +1,185 @@
+"""The stage chain every front door (the CLI, the GitHub Action, `datasette publish lambda`) calls.
+
+    build:              Config -> Built                       (the SQLite databases)
+    build_and_package:  Config -> Packaged                    (+ the two zips and the template)
+    plan:               Packaged -> Planned, or CheckError    (lint, smoke test, compare with AWS)
+    deploy:             Packaged -> Deployed, or SiteDownError
+    destroy:            Config -> DestroyResult
+
+Each step returns one frozen value and raises `UserError`s. The two failures that come after a
+finished step (a plan whose checks fail, a deploy whose site does not answer) carry that step's
+result (`error.result`), so a front door's one failure path can still show what was done.
+
+What a front door reads from its environment (secret values, the CI run id) it passes in through
+`DeployOptions`; see `secret_values` and `run_id`. The later stages are imported when first used:
+`datasette-lambda build` then starts without boto3 and cfn-lint (~0.15 s).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from datasette_action.build import BuildResult
+from datasette_action.build import build as build_databases
+from datasette_action.config import Config
+from datasette_action.errors import CheckError, CredentialsError, SiteDownError
+from datasette_action_entrypoint.bundle import ENV_SECRET
+
+if TYPE_CHECKING:
+    from datasette_action.checks import LintProblem, SmokeTest
+    from datasette_action.deploy import DeployOptions, DeployResult, DestroyResult, PlanResult
+    from datasette_action.package import PackageResult
+    from datasette_action.template import Template
+
+Log = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Built:
+    stack: str
+    result: BuildResult
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Packaged:
+    config: Config
+    built: Built
+    result: PackageResult
+    template: Template  # the main stack, rendered for this bundle
+    seconds: float  # build and package together
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return (*self.built.result.warnings, *self.result.warnings)
+
+
+@dataclass(frozen=True)
+class Planned:
+    packaged: Packaged
+    plan: PlanResult
+    lint: tuple[LintProblem, ...]
+    smoke: SmokeTest
+    markdown: str  # the plan report
+    report: Path  # where the report was written
+
+    @property
+    def lint_errors(self) -> int:
+        return sum(1 for problem in self.lint if problem.severity == "error")
+
+    @property
+    def smoke_passed(self) -> bool:
+        return self.smoke.ok or bool(self.smoke.skipped)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """What makes the plan fail: template errors, a bundle that does not answer."""
+        found = [f"cfn-lint found {self.lint_errors} error(s) in the template"] if self.lint_errors else []
+        return (*found, *([] if self.smoke_passed else ["the bundle failed its smoke test"]))
+
+
+@dataclass(frozen=True)
+class Deployed:
+    packaged: Packaged
+    result: DeployResult
+
+
+def build(config: Config, log: Log = _quiet) -> Built:
+    started = time.perf_counter()
+    result = build_databases(config, log=log)
+    return Built(config.stack, result, time.perf_counter() - started)
+
+
+def build_and_package(config: Config, log: Log = _quiet) -> Packaged:
+    from datasette_action.package import package
+    from datasette_action.template import render_template
+
+    started = time.perf_counter()
+    built = build(config, log)
+    result = package(config, built.result, log=log)
+    template = render_template(config, result)
+    return Packaged(config, built, result, template, time.perf_counter() - started)
+
+
+def plan(packaged: Packaged, options: DeployOptions, report: Path) -> Planned:
+    """The dry run: cfn-lint on the template (offline), the bundle smoke-tested through its
+    handler, the comparison with AWS (offline without credentials), the Markdown report written
+    to `report`. Raises CheckError (carrying the Planned) when a check fails."""
+    from datasette_action.checks import lint_template, smoke_test
+    from datasette_action.deploy import plan as plan_stack
+    from datasette_action.output import plan_markdown
+
+    config, result, template = packaged.config, packaged.result, packaged.template
+    lint = lint_template(template, config.region)
+    smoke = smoke_test(result)
+    outcome = plan_stack(config, result, template, options)
+    markdown = plan_markdown(outcome, result, lint, smoke)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(markdown, encoding="utf-8")
+    planned = Planned(packaged, outcome, lint, smoke, markdown, report)
+    if planned.problems:
+        raise CheckError(f"{' and '.join(planned.problems)}; see {report}", result=planned)
+    return planned
+
+
+def deploy(packaged: Packaged, options: DeployOptions) -> Deployed:
+    """Deploy the bundle. Raises SiteDownError (carrying the Deployed) when the stack deployed
+    but the site does not answer its health check."""
+    from datasette_action.deploy import deploy as deploy_stack
+
+    outcome = deploy_stack(packaged.config, packaged.result, packaged.template, options)
+    deployed = Deployed(packaged, outcome)
+    health = outcome.health
+    if health is not None and not health.ok:
+        raise SiteDownError(
+            f"the stack deployed, but the site does not answer: GET {health.url} ->"
+            f" {health.status or health.error}; see the function's logs in CloudWatch"
+            f" (/aws/lambda/{outcome.function_name})",
+            result=deployed,
+        )
+    return deployed
+
+
+def destroy(config: Config, options: DeployOptions) -> DestroyResult:
+    from datasette_action.deploy import destroy as destroy_stack
+
+    return destroy_stack(config, options)
+
+
+def require_credentials(config: Config, endpoint_url: str | None) -> None:
+    """Fail before the build (minutes of it) when a deploy could not reach AWS anyway."""
+    from datasette_action.deploy import aws_session, has_credentials
+
+    aws = aws_session(config, endpoint_url)  # CredentialsError without a region
+    if not has_credentials(aws):
+        raise CredentialsError(
+            "deploy mode needs AWS credentials and this job has none; nothing was built or sent"
+            " to AWS. Add aws-actions/configure-aws-credentials (with role-to-assume) before this"
+            " step, and `permissions: id-token: write` to the job"
+        )
+
+
+# -- what front doors take from their environment ------------------------------------------------
+
+
+def secret_values(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    """The values of DATASETTE_SECRET and `deploy.secrets` found (non-empty) in `environ`: what
+    deploy gives the stack's NoEcho parameters. Nothing else is taken."""
+    names = dict.fromkeys((ENV_SECRET, *config.deploy.secrets))
+    return {name: environ[name] for name in names if environ.get(name)}
+
+
+def run_id(environ: Mapping[str, str]) -> str | None:
+    """GitHub's run id and attempt ("1234-2"), which make change set names traceable to a run:
+    https://docs.github.com/en/actions/reference/workflows-and-actions/variables (GITHUB_RUN_ID,
+    GITHUB_RUN_ATTEMPT)."""
+    run = environ.get("GITHUB_RUN_ID")
+    return f"{run}-{environ.get('GITHUB_RUN_ATTEMPT') or '1'}" if run else None
