@@ -1,9 +1,10 @@
 """Lambda HTTP events, and readers for the responses, for local serving, the smoke test and tests.
 
-Outside the Lambda bundle (only what runs in Lambda is packaged): `serve` and `checks` turn real HTTP
-requests into function URL events (`http_request_event`); tests and benchmarks build realistic events
-of each source (`function_url_event`, `http_api_event`, `rest_event`). The shapes follow live captures of each event source (AWS's docs plus public
-captures of real requests), including what each source does to the path:
+Outside the Lambda bundle (only what runs in Lambda is packaged): `serve` and `checks` turn real
+HTTP requests into function URL events (`http_request_event`); tests and benchmarks build
+realistic events of each source (`function_url_event`, `http_api_event`, `rest_event`). The shapes
+follow live captures of each event source (AWS's docs plus public captures of real requests),
+including what each source does to the path:
 
 - Lambda function URL (payload 2.0): `rawPath` is the path as the client sent it, still
   percent-encoded; `requestContext.http.path` is decoded; cookies come both as the `cookies` array
@@ -26,10 +27,22 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 Query = str | Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]] | None
+
+
+class ClientParts(TypedDict, total=False):
+    """What a client sends besides the method and the path: the keyword arguments every event
+    builder takes (each builder has its own default host)."""
+
+    query: Query
+    headers: Mapping[str, str] | None
+    cookies: Sequence[str] | None
+    body: bytes | str | None
+    host: str
+
 
 FUNCTION_URL_HOST = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
 API_HOST = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
@@ -168,25 +181,17 @@ def _v2_event(
     return event
 
 
-def function_url_event(
-    method: str = "GET",
-    path: str = "/",
-    *,
-    query: Query = None,
-    headers: Mapping[str, str] | None = None,
-    cookies: Sequence[str] | None = None,
-    body: bytes | str | None = None,
-    host: str = FUNCTION_URL_HOST,
-) -> dict[str, Any]:
+def function_url_event(method: str = "GET", path: str = "/", **client: Unpack[ClientParts]) -> dict[str, Any]:
     """A Lambda function URL request (payload 2.0): `rawPath` keeps the client's percent-encoding."""
+    host, cookies = client.get("host", FUNCTION_URL_HOST), client.get("cookies")
     return _v2_event(
         method=method,
         raw_path=path,
         decoded_path=unquote(path),
-        query=query,
-        headers=_client_headers(host, headers, cookies, cookie_header=True),
+        query=client.get("query"),
+        headers=_client_headers(host, client.get("headers"), cookies, cookie_header=True),
         cookies=cookies,
-        body=body,
+        body=client.get("body"),
         host=host,
         stage="$default",
         account_id="anonymous",
@@ -236,28 +241,21 @@ def http_request_event(
 
 
 def http_api_event(
-    method: str = "GET",
-    path: str = "/",
-    *,
-    query: Query = None,
-    headers: Mapping[str, str] | None = None,
-    cookies: Sequence[str] | None = None,
-    body: bytes | str | None = None,
-    host: str = API_HOST,
-    stage: str = "$default",
+    method: str = "GET", path: str = "/", *, stage: str = "$default", **client: Unpack[ClientParts]
 ) -> dict[str, Any]:
     """An API Gateway HTTP API request (payload 2.0). Like AWS, it decodes the path (so `%2F` is
     lost) and keeps a named stage in it."""
     full = path if stage == "$default" else f"/{stage}{path}"
     decoded = unquote(full)
+    host, cookies = client.get("host", API_HOST), client.get("cookies")
     return _v2_event(
         method=method,
         raw_path=decoded,
         decoded_path=decoded,
-        query=query,
-        headers=_client_headers(host, headers, cookies, cookie_header=False),
+        query=client.get("query"),
+        headers=_client_headers(host, client.get("headers"), cookies, cookie_header=False),
         cookies=cookies,
-        body=body,
+        body=client.get("body"),
         host=host,
         stage=stage,
         account_id="123456789012",
@@ -265,18 +263,11 @@ def http_api_event(
 
 
 def rest_event(
-    method: str = "GET",
-    path: str = "/",
-    *,
-    query: Query = None,
-    headers: Mapping[str, str] | None = None,
-    cookies: Sequence[str] | None = None,
-    body: bytes | str | None = None,
-    host: str = API_HOST,
-    stage: str = "prod",
+    method: str = "GET", path: str = "/", *, stage: str = "prod", **client: Unpack[ClientParts]
 ) -> dict[str, Any]:
     """An API Gateway REST API proxy request (payload 1.0) through the `{proxy+}` resource of the
     stage's execute-api URL (`https://<host>/<stage><path>`)."""
+    host, headers, cookies = client.get("host", API_HOST), client.get("headers"), client.get("cookies")
     multi_headers: dict[str, list[str]] = {
         "accept": ["*/*"],
         "Host": [host],
@@ -291,9 +282,9 @@ def rest_event(
     if cookies:
         multi_headers["cookie"] = ["; ".join(cookies)]
     multi_query: dict[str, list[str]] = {}
-    for key, value in _decoded_pairs(query):
+    for key, value in _decoded_pairs(client.get("query")):
         multi_query.setdefault(key, []).append(value)
-    body_text, is_base64 = _body_fields(body)
+    body_text, is_base64 = _body_fields(client.get("body"))
     proxy = path.lstrip("/")
     return {
         "resource": "/{proxy+}" if proxy else "/",
