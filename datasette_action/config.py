@@ -16,10 +16,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from datasette_action.errors import ConfigError, Location
 from datasette_action.yaml_lines import KeyPath, LoadedYaml, format_path, load_yaml
@@ -149,6 +149,22 @@ def stack_name_problem(value: str) -> str | None:
         f"'{value}' is not a valid CloudFormation stack name; use letters, digits and hyphens,"
         " starting with a letter, at most 128 characters"
     )
+
+
+def version_specifier(version: str) -> str | None:
+    """A Datasette version as a pip specifier: "0.65.1" is "==0.65.1"; ">=0.65,<0.66" stays as it
+    is. None when it is neither."""
+    # imported here: most configs pin no version, and it costs `build` 15 ms to start
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    spec = version.strip()
+    if spec[:1].isdigit():
+        spec = f"=={spec}"
+    try:
+        SpecifierSet(spec)
+    except InvalidSpecifier:
+        return None
+    return spec
 
 
 def region_problem(value: str) -> str | None:
@@ -283,9 +299,7 @@ class _Parser:
     # -- helpers ---------------------------------------------------------------------------
 
     def where(self, path: KeyPath) -> Location:
-        while path and path not in self.loaded.lines:
-            path = path[:-1]
-        return Location(self.file, self.loaded.lines.get(path, 1))
+        return Location(self.file, _line_of(self.loaded.lines, path))
 
     def fail(self, path: KeyPath, problem: str, *, at: KeyPath | None = None) -> ConfigError:
         """An error about `path`, on the line of `at` (a key or item inside it) when given."""
@@ -423,6 +437,7 @@ class _Parser:
 
     def metadata(self, value: Any, path: KeyPath) -> tuple[Mapping[str, Any], Path | None]:
         if isinstance(value, dict):
+            _check_json(value, path, self.where)
             return value, None
         file = self.existing(value, path, kind="file")
         try:
@@ -436,7 +451,10 @@ class _Parser:
                 raise ConfigError(f"invalid JSON: {exc.msg}", Location(file, exc.lineno)) from None
         else:
             # load_yaml, not yaml.safe_load: duplicate keys are errors and every error has a line
-            data = load_yaml(text, file).value
+            loaded = load_yaml(text, file)
+            data = loaded.value
+            if isinstance(data, dict):
+                _check_json(data, (), lambda key: Location(file, _line_of(loaded.lines, key)))
         if not isinstance(data, dict):
             raise ConfigError(f"metadata must be a mapping, got {_show(data)}", Location(file, 1))
         return data, file
@@ -563,7 +581,13 @@ class _Parser:
 
     def version(self, value: Any, path: KeyPath) -> str:
         version = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-        return self.string(version, path, "a Datasette version such as 0.65.1")
+        version = self.string(version, path, "a Datasette version such as 0.65.1")
+        if version_specifier(version) is None:
+            raise self.fail(
+                path,
+                f"'{version}' is not a version such as 0.65.1 or a pip specifier such as >=0.65,<0.66",
+            )
+        return version
 
     def settings(self, value: Any, path: KeyPath) -> dict[str, Any]:
         body = self.mapping(value, path, tuple(DATASETTE_SETTINGS))
@@ -820,6 +844,40 @@ SECTIONS: Mapping[str, tuple[Key, ...]] = {
     "lambda": LAMBDA_KEYS,
     "deploy": DEPLOY_KEYS,
 }
+
+
+def _check_json(metadata: Mapping[str, Any], path: KeyPath, where: Callable[[KeyPath], Location]) -> None:
+    """Metadata goes into the bundle's manifest as JSON: a YAML date (or another value JSON has
+    no word for) is an error now, at its line, not after the build."""
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        found = _first_not_json(metadata, path)
+        raise ConfigError(
+            f"metadata cannot be written as JSON ({exc}); quote dates and other values that are not"
+            " text, numbers, true/false, lists or mappings",
+            where(found if found is not None else path),
+        ) from None
+
+
+def _first_not_json(value: Any, path: KeyPath) -> KeyPath | None:
+    """The key path of the first value JSON cannot hold: not text, a number, true/false, null, a
+    list or a mapping (load_yaml has refused keys that are not text, and self-referring aliases)."""
+    if isinstance(value, (dict, list)):
+        items: Iterable[tuple[Any, Any]] = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            found = _first_not_json(item, cast(KeyPath, (*path, key)))
+            if found is not None:
+                return found
+        return None
+    return None if value is None or isinstance(value, (str, int, float, bool)) else path
+
+
+def _line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int:
+    """The line of `path`, or of the nearest key around it that has one."""
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path, 1)
 
 
 def _show(value: Any) -> str:

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from datasette_action import __version__
-from datasette_action.config import Config, DatasetteConfig
-from datasette_action.errors import ConfigError, Location, PackageError
+from datasette_action.config import Config, DatasetteConfig, version_specifier
+from datasette_action.errors import Location, PackageError
 from datasette_action.pyc import compile_tree
 from datasette_action.zips import Artifact, file_sha256, tree_size, write_named_zip
 
@@ -100,7 +99,7 @@ def prepare_layer(
     `interpreter` is a Python of the target version to byte-compile with (None: no .pyc).
     """
     target = Target(config.lambda_.python, config.lambda_.architecture)
-    wanted = requirements(config.datasette, Location(config.path))
+    wanted = requirements(config.datasette)
     directory = package_dir / f"deps-{layer_key(wanted, target, compiled=interpreter is not None)}"
     cached = _cached_layer(directory, package_dir)
     if cached is not None:
@@ -114,33 +113,26 @@ def prepare_layer(
     return Layer(artifact, wanted, interpreter is not None, cached_warnings)
 
 
-def requirements(datasette: DatasetteConfig, location: Location) -> tuple[str, ...]:
+def requirements(datasette: DatasetteConfig) -> tuple[str, ...]:
     """Datasette (pinned by datasette.version), mangum, then the plugins, as pip requirements.
 
     mangum is pinned by listing it among the plugins (`mangum==0.19.0`), which replaces the default.
     """
     plugins = {canonicalize_name(Requirement(plugin).name) for plugin in datasette.plugins}
-    result = [pin("datasette", datasette.version, location)]
+    result = [pin("datasette", datasette.version)]
     if "mangum" not in plugins:
         result.append("mangum")
     return (*result, *datasette.plugins)
 
 
-def pin(name: str, version: str | None, location: Location) -> str:
-    """`name` with a version ("0.65.1" means ==0.65.1) or a pip specifier (">=0.65,<0.66")."""
+def pin(name: str, version: str | None) -> str:
+    """`name` with a version ("0.65.1" means ==0.65.1) or a pip specifier (">=0.65,<0.66"), as
+    config loading checked it."""
     if version is None:
         return name
-    spec = version.strip()
-    if spec[:1].isdigit():
-        spec = f"=={spec}"
-    try:
-        SpecifierSet(spec)
-    except InvalidSpecifier:
-        raise ConfigError(
-            f"datasette.version: '{version}' is not a version such as 0.65.1 or a pip specifier"
-            " such as >=0.65,<0.66",
-            location,
-        ) from None
+    spec = version_specifier(version)
+    if spec is None:  # config loading refuses these (datasette.version)
+        raise ValueError(f"not a version or specifier: {version!r}")
     return f"{name}{spec}"
 
 

@@ -140,13 +140,12 @@ def _make_app(
         _write_manifest(
             scratch,
             build_manifest(config, inspect_data, place_databases(databases, 0, storage, where)),
-            config,
         )
         code_size = tree_size(scratch) + MANIFEST_ALLOWANCE
         check_limits(layer_size, code_size, where)
         placement = place_databases(databases, layer_size + code_size, storage, where)
         _add_databases(scratch, placement)
-        _write_manifest(scratch, build_manifest(config, inspect_data, placement), config)
+        _write_manifest(scratch, build_manifest(config, inspect_data, placement))
         check_limits(layer_size, tree_size(scratch), where)
         if app_dir.exists():
             shutil.rmtree(app_dir)
@@ -324,16 +323,9 @@ def _bundle_file(placement: DatabasePlacement) -> str:
     return f"databases/{placement.file}" if placement.location == "bundle" else placement.file
 
 
-def _write_manifest(app: Path, manifest: Manifest, config: Config) -> None:
-    try:
-        text = manifest.to_json()
-    except (TypeError, ValueError) as exc:
-        raise PackageError(
-            f"metadata cannot be written as JSON ({exc}); quote dates and other values that are not"
-            " text, numbers, true/false, lists or mappings",
-            Location(config.metadata_file or config.path),
-        ) from None
-    (app / MANIFEST_NAME).write_text(text, encoding="utf-8")
+def _write_manifest(app: Path, manifest: Manifest) -> None:
+    # config loading made sure the metadata can be written as JSON
+    (app / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
 
 
 def _remove_other_zips(package_dir: Path, stem: str, keep: Path) -> None:

@@ -1014,6 +1014,7 @@ TABLES = [
     ),
 ]
 
+QUOTE_DATES = "quote dates and other values that are not text, numbers, true/false, lists or mappings"
 METADATA = [
     bad(
         "file-that-does-not-exist",
@@ -1072,9 +1073,38 @@ METADATA = [
         f"metadata: '../metadata.yml' {OUTSIDE}",
         project="project",
     ),
+    # the metadata goes into the bundle as JSON: a value JSON cannot hold fails at load, at its line
+    bad(
+        "a-date-in-the-metadata-file",
+        BASE + "metadata: metadata.yml\n",
+        4,
+        f"metadata cannot be written as JSON (Object of type date is not JSON serializable); {QUOTE_DATES}",
+        files={"metadata.yml": "title: x\ndatabases:\n  d:\n    updated: 2024-02-03\n"},
+        at="metadata.yml",
+    ),
+    bad(
+        "a-date-in-inline-metadata",
+        BASE + "metadata:\n  title: x\n  about:\n    - since\n    - 2024-02-03\n",
+        10,
+        f"metadata cannot be written as JSON (Object of type date is not JSON serializable); {QUOTE_DATES}",
+    ),
 ]
 
 DATASETTE = [
+    *(
+        bad(
+            f"version-{name}",
+            BASE + f"datasette:\n  version: {written}\n",
+            7,
+            f"datasette.version: {shown} is not a version such as 0.65.1 or a pip specifier such as"
+            " >=0.65,<0.66",
+        )
+        for name, written, shown in [
+            ("latest", "latest", "'latest'"),
+            ("a-url", "https://example.com/d.zip", "'https://example.com/d.zip'"),
+            ("two-operators", '"==>0.65"', "'==>0.65'"),
+        ]
+    ),
     bad(
         "unknown-setting",
         BASE + "datasette:\n  settings:\n    sql_time_limit: 3000\n",
