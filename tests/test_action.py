@@ -25,9 +25,11 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from datasette_action import action
 from datasette_action.build import build
+from datasette_action.cli import cli
 from datasette_action.config import load_config
 from datasette_action.local_aws import LocalAws
 from datasette_action.package import package
@@ -366,6 +368,44 @@ def first_deploy(online: Path, local_aws: LocalAws, plan_before: ActionRun) -> A
     return run_action(online, {"endpoint-url": local_aws.endpoint_url}, env=AWS_ENV)
 
 
+def break_datasette(workspace: Path) -> Path:
+    """Give the site a one-file plugin that raises at import: Datasette cannot start. Returns
+    the config file."""
+    (workspace / "plugins").mkdir()
+    (workspace / "plugins" / "broken.py").write_text('raise RuntimeError("this plugin is broken")\n')
+    config = workspace / "datasette-lambda.yml"
+    config.write_text(config.read_text() + "datasette:\n  plugins_dir: plugins\n")
+    return config
+
+
+def test_a_plan_whose_bundle_fails_its_smoke_test_is_shown_then_fails(packaged: Path, tmp_path: Path) -> None:
+    """A one-file plugin that raises at import: Datasette cannot start in the bundle. The plan is
+    still reported in full (log, outputs, summary) by the action's one failure path, and by the
+    CLI's, before the error."""
+    workspace = copy_of(packaged, tmp_path)
+    config = break_datasette(workspace)
+    report = workspace / ".datasette-lambda" / "plan.md"
+    failure = f"the bundle failed its smoke test; see {report}"
+
+    run = run_action(workspace, {"mode": "plan"})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.outputs["plan-markdown"] == str(report) and run.outputs["bundle-sha256"]
+    assert "- smoke test (the bundle run locally through its handler): **failed**" in run.summary
+    assert run.summary.index("# datasette-lambda plan: `tiny-site`") < run.summary.index(
+        "## datasette-lambda plan failed"
+    )
+    assert f"```text\n{failure}\n```" in run.summary
+    assert run.commands("error") == [f"::error title=datasette-lambda plan failed::{failure}"]
+    # the function's own log (what CloudWatch would hold) says why; the tool itself did not crash
+    assert "RuntimeError: this plugin is broken" in run.stderr and "failed unexpectedly" not in run.stdout
+
+    done = CliRunner().invoke(cli, ["plan", "-c", str(config), "--json"])
+    assert done.exit_code == 1
+    assert done.stderr.index("# datasette-lambda plan") < done.stderr.index(f"Error: {failure}")
+    shown = json.loads(done.stdout)  # the plan's own JSON, not an error object
+    assert shown["smoke_test_ok"] is False and shown["lint_errors"] == 0 and shown["report"] == str(report)
+
+
 def test_plan_against_local_aws_before_the_first_deploy(plan_before: ActionRun) -> None:
     run = plan_before
     assert run.returncode == 0, run.stdout + run.stderr
@@ -430,6 +470,29 @@ def test_the_force_input_deploys_with_nothing_changed(
     assert normal.returncode == 0, normal.stdout + normal.stderr
     assert normal.outputs["changed"] == "false"
     assert deployment_id() == after
+
+
+def test_a_deploy_whose_site_does_not_answer_is_shown_then_fails(
+    packaged: Path, tmp_path: Path, local_aws: LocalAws
+) -> None:
+    """The stack deploys, but Datasette cannot start: the health check gets 500. The deploy is
+    reported in full (outputs, summary) by the one failure path, then the step fails."""
+    workspace = copy_of(packaged, tmp_path)
+    break_datasette(workspace)
+    inputs = {"endpoint-url": local_aws.endpoint_url, "stack-name": "tiny-broken"}
+    run = run_action(workspace, inputs, env=AWS_ENV)
+    assert run.returncode == 1, run.stdout + run.stderr
+    url = run.outputs["url"]
+    assert url.startswith("http://127.0.0.1:") and run.outputs["stack-name"] == "tiny-broken"
+    assert run.outputs["changed"] == "true" and run.outputs["bundle-sha256"]
+    failed = run.summary.index("## datasette-lambda deploy failed")
+    assert run.summary.index("# datasette-lambda deploy: `tiny-broken` updated") < failed
+    assert f"Health check: GET {url} → 500" in run.summary
+    assert run.commands("error") == [
+        f"::error title=datasette-lambda deploy failed::the stack deployed, but the site does not answer:"
+        f" GET {url} -> 500; see the function's logs in CloudWatch (/aws/lambda/tiny-broken)"
+    ]
+    assert not any("deployed:" in notice for notice in run.commands("notice"))
 
 
 # -- the runner's formats -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from datasette_action import config
@@ -47,3 +48,11 @@ def test_every_module_is_in_the_readme_architecture_table() -> None:
         if not path.name.startswith("__") and f"{table_name(path, package)}`" not in section
     )
     assert not missing, f"modules missing from the README's architecture table: {missing}"
+
+
+def test_every_row_of_the_architecture_table_names_a_module_that_exists() -> None:
+    section = README.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^\| `([^`|]+\.py)`", section, flags=re.MULTILINE)
+    assert len(named) > 30
+    stale = sorted(name for name in named if not (ROOT / name).is_file())
+    assert not stale, f"rows of the README's architecture table for modules that do not exist: {stale}"

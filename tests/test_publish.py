@@ -405,3 +405,20 @@ def test_publish_deploys_to_a_local_aws(inputs: Inputs, local_aws: LocalAws) -> 
     assert secret_config == {"$env": "DATASETTE_AUTH_GITHUB_CLIENT_SECRET"}
     rows = get_json(outputs["SiteUrl"] + "fixtures/places.json?_shape=array")
     assert [row["name"] for row in rows] == ["Oslo", "Lima", "Pune"]
+
+
+def test_a_published_site_that_does_not_answer_shows_the_deploy_then_fails(
+    inputs: Inputs, local_aws: LocalAws, tmp_path: Path
+) -> None:
+    """A one-file plugin that raises at import: the stack deploys, the health check gets 500."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text('raise RuntimeError("this plugin is broken")\n')
+    endpoint = local_aws.endpoint_url
+    result = publish(
+        inputs.database, "--stack", "broken", "--endpoint-url", endpoint, "--plugins-dir", plugins
+    )
+    assert result.exit_code == 1, result.output
+    error = "Error: the stack deployed, but the site does not answer: GET "
+    assert result.stderr.index("Deployed broken") < result.stderr.index(error)
+    assert "-> 500; see the function's logs in CloudWatch (/aws/lambda/broken)" in result.stderr
