@@ -337,6 +337,7 @@ def package_stage(run: Run) -> Packaged:
 
 
 def plan_stage(run: Run) -> None:
+    pipeline.check_region(run.config)
     packaged = package_stage(run)
     with run.github.group("Check the template and the bundle; compare with AWS"):
         planned = pipeline.plan(packaged, run.options(), run.config.build_dir / "plan.md")
@@ -345,6 +346,7 @@ def plan_stage(run: Run) -> None:
 
 def deploy_stage(run: Run) -> None:
     pipeline.require_credentials(run.config, run.inputs.endpoint_url)
+    pipeline.check_region(run.config)
     packaged = package_stage(run)
     with run.github.group(f"Deploy the stack {run.config.stack}"):
         deployed = pipeline.deploy(
@@ -428,7 +430,8 @@ HOW_TO_FIX: tuple[tuple[type[UserError], str], ...] = (
     (
         CheckError,
         "The plan report (the job summary, and the plan-markdown file) lists cfn-lint's problems and"
-        " the smoke test's answers; `datasette-lambda plan` shows the same locally.",
+        " the smoke test's answers (a deploy stopped by cfn-lint lists them in the message above);"
+        " `datasette-lambda plan` shows the same locally.",
     ),
     (
         SiteDownError,

@@ -3,7 +3,8 @@
 All databases are built in a scratch directory first and moved into place only when every one of
 them succeeded: a failed build leaves the previous build as it was, and no partial database.
 Output databases use journal_mode DELETE (a WAL database fails on Lambda's read-only code
-directory) and are reproducible: the same inputs give the same bytes.
+directory) and are reproducible: the same inputs give the same bytes. Every connection is the
+bundled SQLite's (`datasette_action.sqlite`), the one the site runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from datasette_action.config import Config, DatabaseConfig, ForeignKey, TableCon
 from datasette_action.errors import BuildError, Location, SourceError
 from datasette_action.loader import StagedTable, StageResult, stage_tables
 from datasette_action.sources import SourceFile, find_sources
+from datasette_action.sqlite import check_extensions_off, sqlite3
 from datasette_action.stage_db import STAGE_TABLE, quote, rowid_name
 
 INSPECT_DATA = "inspect-data.json"
@@ -64,6 +65,7 @@ class BuildResult:
 
 
 def build(config: Config, log: Log = lambda message: None) -> BuildResult:
+    check_extensions_off(os.environ, Location(config.path))
     # Find every source first: a missing file fails the build before anything is loaded.
     display_root = config.path.parent
     sources = {
@@ -432,8 +434,21 @@ def _add_search_and_indexes(database: sqlite_utils.Database, staged: StagedTable
                 f"indexes: the index on ({', '.join(columns)}) is listed twice", table.location("indexes")
             )
         indexed.add(canonical)
-        # find_unique_name: the indexes on (a_b) and (a, b) would both be named idx_<table>_a_b
-        db_table.create_index(list(canonical), find_unique_name=True)  # type: ignore[union-attr]
+        name = _index_name(database, table.name, canonical)
+        db_table.create_index(list(canonical), index_name=name)  # type: ignore[union-attr]
+
+
+def _index_name(database: sqlite_utils.Database, table: str, columns: tuple[str, ...]) -> str:
+    """sqlite-utils' name for an index, idx_<table>_<columns>, with _2, _3, ... when it is taken (the
+    indexes on (a_b) and (a, b) would both be idx_<table>_a_b). Not its find_unique_name: that
+    catches sqlite-utils' own sqlite3 module's error, which need not be the bundled binding's."""
+    base = f"idx_{table.replace(' ', '_')}_{'_'.join(columns)}"
+    taken = {str(name).lower() for (name,) in database.conn.execute("SELECT name FROM sqlite_master")}
+    name, suffix = base, 1
+    while name.lower() in taken:  # SQLite's names ignore case
+        suffix += 1
+        name = f"{base}_{suffix}"
+    return name
 
 
 def _run_sql_steps(db: DatabaseConfig, target: Path) -> None:
@@ -447,19 +462,23 @@ def _run_sql_steps(db: DatabaseConfig, target: Path) -> None:
                 raise BuildError(
                     f"sql step failed: {exc}; the statement was: {statement}", step.location
                 ) from None
-        # SQLite accepts a view over missing columns and fails only when it is queried:
-        # query each view once, so a broken one fails the build, not the site.
-        views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
-        for view in views:
-            try:
-                conn.execute(f"SELECT * FROM {quote(view)} LIMIT 0").fetchall()
-            except sqlite3.Error as exc:
-                raise BuildError(
-                    f"view '{view}' in database '{db.name}' cannot be queried: {exc}",
-                    db.sql[-1].location,
-                ) from None
     finally:
         conn.close()
+
+
+def _check_views(conn: sqlite3.Connection, db: DatabaseConfig) -> None:
+    """Query each view once: SQLite accepts a view over missing columns, or calling a function it
+    lacks, and fails only when it is queried; so a broken view fails the build, not the site. (The
+    views of a `file:` database too: it is served by the bundled SQLite, not the one that made it.)"""
+    views = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")]
+    for view in views:
+        try:
+            conn.execute(f"SELECT * FROM {quote(view)} LIMIT 0").fetchall()
+        except sqlite3.Error as exc:
+            raise BuildError(
+                f"view '{view}' in database '{db.name}' cannot be queried: {exc}",
+                db.sql[-1].location if db.sql else db.location,
+            ) from None
 
 
 def _check_foreign_keys(conn: sqlite3.Connection, db: DatabaseConfig, warnings: list[str]) -> None:
@@ -475,6 +494,7 @@ def _check_foreign_keys(conn: sqlite3.Connection, db: DatabaseConfig, warnings: 
 def _finish(target: Path, db: DatabaseConfig, warnings: list[str]) -> None:
     conn = sqlite3.connect(target, isolation_level=None)
     try:
+        _check_views(conn, db)
         if db.file is None or db.sql:
             # Space freed by sql: steps would otherwise ship as empty pages.
             if conn.execute("PRAGMA freelist_count").fetchone()[0]:

@@ -17,7 +17,7 @@ from datasette_action.package import PackageResult
 from datasette_action.serve import find_python, local_lambda
 from datasette_action.template import Template
 
-LINT_REGION = "us-east-1"  # cfn-lint's schemas are per region; the config's region when it has one
+LINT_REGION = "us-east-1"  # cfn-lint's schemas are per region: this one when the region is not known
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,28 @@ class LintProblem:
 
 
 def lint_template(template: Template, region: str | None = None) -> tuple[LintProblem, ...]:
+    """cfn-lint's problems with the template in `region` (the region deployed to; without one,
+    LINT_REGION). A region this cfn-lint has no resource schemas for (newer than it) is linted as
+    LINT_REGION, with a warning saying so."""
     from cfnlint.api import ManualArgs, lint  # type: ignore[import-untyped]  # ~1 s to import
+    from cfnlint.helpers import REGIONS  # type: ignore[import-untyped]
+    from cfnlint.version import __version__ as cfnlint_version  # type: ignore[import-untyped]
 
-    matches = lint(template.to_json(), config=ManualArgs(regions=[region or LINT_REGION]))
-    return tuple(
+    known = region is None or region in REGIONS
+    matches = lint(
+        template.to_json(), config=ManualArgs(regions=[region if region and known else LINT_REGION])
+    )
+    found = tuple(
         LintProblem(str(m.rule.id), str(m.rule.severity), str(m.message), int(m.linenumber or 0))
         for m in matches
     )
+    if known:
+        return found
+    note = (
+        f"cfn-lint {cfnlint_version} has no resource schemas for the region {region}: the template"
+        f" was checked against {LINT_REGION}'s (a newer cfn-lint may know it)"
+    )
+    return (LintProblem("region", "warning", note, 0), *found)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def _warnings(warnings: tuple[str, ...]) -> list[str]:
 
 def _text(result: object) -> list[str]:
     from datasette_action.deploy import DestroyResult
+    from datasette_action.iam import DeployerPolicy
 
     if isinstance(result, Built):
         return [*_warnings(result.result.warnings), output.build_text(result)]
@@ -76,11 +77,14 @@ def _text(result: object) -> list[str]:
         return [output.deploy_text(result.result)]
     if isinstance(result, DestroyResult):
         return [output.destroy_text(result)]
+    if isinstance(result, DeployerPolicy):
+        return [*_warnings(result.warnings), output.policy_text(result)]
     raise TypeError(f"no text for {type(result).__name__}")
 
 
 def _json(result: object) -> dict[str, Any]:
     from datasette_action.deploy import DestroyResult
+    from datasette_action.iam import DeployerPolicy
 
     if isinstance(result, Built):
         return output.build_json(result)
@@ -92,7 +96,20 @@ def _json(result: object) -> dict[str, Any]:
         return output.deploy_json(result.result)
     if isinstance(result, DestroyResult):
         return output.destroy_json(result)
+    if isinstance(result, DeployerPolicy):
+        return output.policy_json(result)
     raise TypeError(f"no JSON for {type(result).__name__}")
+
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_CONFIG_NAME,
+    show_default=True,
+    help="The config file; paths in it are relative to its directory.",
+)
 
 
 def common_options(command: F) -> F:
@@ -104,16 +121,7 @@ def common_options(command: F) -> F:
         callback=lambda ctx, _param, value: ctx.meta.__setitem__("json", value) or value,
         is_eager=True,
     )(command)
-    command = click.option(
-        "-c",
-        "--config",
-        "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=DEFAULT_CONFIG_NAME,
-        show_default=True,
-        help="The config file; paths in it are relative to its directory.",
-    )(command)
-    return command
+    return config_option(command)
 
 
 endpoint_option = click.option(
@@ -198,6 +206,7 @@ def deploy_command(
 ) -> None:
     """Build, package and deploy the site to AWS with CloudFormation."""
     config = load_config(config_path)
+    pipeline.check_region(config)
     packaged = pipeline.build_and_package(config, log=_log)
     show(packaged)
     options = _options(
@@ -223,6 +232,7 @@ def plan_command(
 ) -> None:
     """Show what deploy would change, without changing anything; offline without credentials."""
     config = load_config(config_path)
+    pipeline.check_region(config)
     packaged = pipeline.build_and_package(config, log=_log)
     show(packaged)
     report = report_path or config.build_dir / "plan.md"
@@ -245,6 +255,50 @@ def destroy_command(config_path: Path, as_json: bool, endpoint_url: str | None, 
             f"Delete the stack {config.stack}, its artifacts and its bootstrap stack?", abort=True, err=True
         )
     show(pipeline.destroy(config, _options(endpoint_url)), as_json=as_json)
+
+
+@cli.command(name="template")
+@config_option
+@click.option(
+    "--bootstrap", is_flag=True, help="The bootstrap stack's template (the artifacts bucket) instead."
+)
+def template_command(config_path: Path, bootstrap: bool) -> None:
+    """Print the CloudFormation template deploy would send (JSON), for review and scanners.
+
+    The main stack's template needs the packaged bundle (its runtime, /tmp size, databases in S3),
+    so the build and the package run first; --bootstrap needs neither. No AWS access."""
+    from datasette_action import template as tpl
+
+    config = load_config(config_path)
+    pipeline.check_region(config)
+    if bootstrap:
+        if config.deploy.bucket:
+            raise UserError(
+                f"deploy.bucket names a bucket of your own ({config.deploy.bucket}): deploy makes no"
+                " bootstrap stack, so there is no bootstrap template; leave out --bootstrap"
+            )
+        stack = tpl.bootstrap_stack_name(config.stack)
+        template = tpl.Template.of(tpl.bootstrap_template(config), {}, {})
+    else:
+        packaged = pipeline.build_and_package(config, log=_log)
+        show(packaged)
+        stack, template = config.stack, packaged.template
+    click.echo(output.template_text(template, stack, inline=bootstrap), err=True)
+    click.echo(template.text, nl=False)
+
+
+@cli.command(name="iam-policy")
+@config_option
+@endpoint_option
+def iam_policy_command(config_path: Path, endpoint_url: str | None) -> None:
+    """Print the least-privilege IAM policy (JSON) the deploying identity needs for this config.
+
+    Derived from AWS's resource schemas (cfn-lint's copy) for the templates' resource types, plus
+    this tool's own calls. The account comes from sts:GetCallerIdentity when credentials exist."""
+    from datasette_action import iam
+
+    config = load_config(config_path)
+    show(iam.deployer_policy(config, iam.locate(config, endpoint_url)), as_json=True)
 
 
 @cli.command(name="local-aws")

@@ -65,9 +65,40 @@ STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
 # A database name becomes a file name and a URL path segment.
 DATABASE_NAME = re.compile(r"\w[\w.-]*")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Lambda's own pattern for environment variable names: the key pattern of Environment.Variables
+# in the AWS::Lambda::Function resource schema (cfn-lint vendors it: a test keeps this in step)
+# and of the Lambda API's Environment type (https://docs.aws.amazon.com/lambda/latest/api/API_Environment.html).
+ENV_NAME_PATTERN = "[a-zA-Z][a-zA-Z0-9_]+"
+ENV_NAME = re.compile(ENV_NAME_PATTERN)
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 FRONTENDS = ("function_url", "http_api")
+# Regions without Lambda function URLs (deploy.frontend: function_url), from two sources that do
+# not quite agree, so both are kept (tests/test_config.py compares them with cfn-lint's data):
+# - the AWS Lambda developer guide, "Creating and managing Lambda function URLs"
+#   (https://docs.aws.amazon.com/lambda/latest/dg/lambda-urls.html): "Function URLs are not
+#   supported in the following AWS Regions: ...". eu-south-2 is listed there, though
+#   CloudFormation's registry there has AWS::Lambda::Url.
+FUNCTION_URL_UNSUPPORTED_DOCUMENTED = (
+    "ap-east-2",
+    "ap-south-2",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-west-1",
+    "eu-central-2",
+    "eu-south-2",
+    "il-central-1",
+    "me-central-1",
+)
+# - CloudFormation's resource types per region, as cfn-lint vendors them (cfn-lint 1.58.0,
+#   cfnlint/data/schemas/providers/<region>.json): AWS::Lambda::Url is missing in these too
+#   (China, Mexico, GovCloud; the guide covers the commercial regions), so a stack with a function
+#   URL fails there ("Unrecognized resource types").
+FUNCTION_URL_UNSUPPORTED_CLOUDFORMATION = ("cn-northwest-1", "mx-central-1", "us-gov-east-1", "us-gov-west-1")
+FUNCTION_URL_UNSUPPORTED = frozenset(
+    FUNCTION_URL_UNSUPPORTED_DOCUMENTED + FUNCTION_URL_UNSUPPORTED_CLOUDFORMATION
+)
 # CloudWatch Logs' allowed retention periods, in days.
 LOG_RETENTION_DAYS = (
     1,
@@ -169,6 +200,19 @@ def version_specifier(version: str) -> str | None:
 
 def region_problem(value: str) -> str | None:
     return None if REGION.fullmatch(value) else f"'{value}' is not an AWS region name such as us-east-1"
+
+
+def frontend_problem(frontend: str, region: str) -> str | None:
+    """Whether the site's front can exist in `region` (function URLs are not offered everywhere:
+    FUNCTION_URL_UNSUPPORTED). The config loader says it at the line of `region` or
+    `deploy.frontend`; the pipeline says it for a region from the environment."""
+    if frontend != "function_url" or region not in FUNCTION_URL_UNSUPPORTED:
+        return None
+    return (
+        f"AWS offers no Lambda function URLs in {region}, and deploy.frontend is function_url (the"
+        " default); use `deploy.frontend: http_api` there (an API Gateway HTTP API in front of the"
+        " function)"
+    )
 
 
 @dataclass(frozen=True)
@@ -414,6 +458,11 @@ class _Parser:
 
     def config(self) -> Config:
         values = self.section(self.loaded.value, (), TOP_KEYS)
+        if values["region"] is not None:
+            frontend: KeyPath = ("deploy", "frontend")
+            # on the line of deploy.frontend when it is written, else of region
+            at = frontend if frontend in self.loaded.lines else ("region",)
+            self.check(at, frontend_problem(values["deploy"].frontend, values["region"]))
         metadata, metadata_file = values.pop("metadata")
         build_dir = self.root / values.pop("build_dir")
         return Config(
@@ -618,10 +667,19 @@ class _Parser:
         mounts = {"static": value} if isinstance(value, str) else value
         if not isinstance(mounts, dict):
             raise self.fail(path, f"expected a mapping of url path: directory, got {_show(mounts)}")
-        return tuple(
-            StaticMount(mount.strip("/"), self.existing(directory, (*path, mount), kind="directory"))
-            for mount, directory in mounts.items()
-        )
+        written: dict[str, str] = {}  # url path -> the mount as written
+        result = []
+        for mount, directory in mounts.items():
+            url_path = mount.strip("/")
+            if url_path in written:
+                # both would be copied to the same place in the bundle (package.static_directory)
+                raise self.fail(
+                    (*path, mount),
+                    f"'{mount}' is the same url path as '{written[url_path]}' (/{url_path}/); keep one",
+                )
+            written[url_path] = mount
+            result.append(StaticMount(url_path, self.existing(directory, (*path, mount), kind="directory")))
+        return tuple(result)
 
     # -- lambda and deploy -------------------------------------------------------------------
 
@@ -632,6 +690,18 @@ class _Parser:
         if isinstance(value, float):  # `python: 3.13` unquoted; 3.10 would read as 3.1
             value = repr(value)
         return self.choice(value, path, LAMBDA_PYTHONS)
+
+    def reserved_concurrency(self, value: Any, path: KeyPath) -> int:
+        # "Reserved concurrency - This represents the maximum number of concurrent instances
+        # allocated to your function" (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html):
+        # 0 allows none, so the site would answer nothing but throttling errors.
+        if type(value) is int and value == 0:
+            raise self.fail(
+                path,
+                "0 would throttle every request (a function with reserved concurrency 0 never runs);"
+                " use at least 1, or remove the key to reserve nothing",
+            )
+        return self.integer(value, path, 1, RESERVED_CONCURRENCY_MAX)
 
     def deploy(self, value: Any, path: KeyPath) -> DeployConfig:
         return DeployConfig(**self.section(value, path, DEPLOY_KEYS))
@@ -698,16 +768,18 @@ class _Parser:
     def secrets(self, value: Any, path: KeyPath) -> tuple[str, ...]:
         names = self.string_list(value, path, "an environment variable name")
         for index, name in enumerate(names):
-            if not ENV_NAME.fullmatch(name):
-                raise self.fail(
-                    (*path, index), f"'{name}' is not an environment variable name (letters, digits, _)"
-                )
-            if name in RESERVED_ENV:
+            if name in RESERVED_ENV:  # first: Lambda's own _HANDLER would not match the pattern
                 raise self.fail(
                     path,
                     f"'{name}' is reserved (by Lambda, or by this tool's entry point) and cannot be"
                     " given to the function; use another variable name",
                     at=(*path, index),
+                )
+            if not ENV_NAME.fullmatch(name):
+                raise self.fail(
+                    (*path, index),
+                    f"'{name}' is not a name Lambda accepts for an environment variable: a letter,"
+                    f" then at least one letter, digit or _ ({ENV_NAME_PATTERN})",
                 )
         return names
 
@@ -820,12 +892,7 @@ LAMBDA_KEYS = (
         "MB of /tmp",
         _LAMBDA.ephemeral_storage,
     ),
-    Key(
-        "reserved_concurrency",
-        _whole(0, RESERVED_CONCURRENCY_MAX),
-        "cap on concurrent executions",
-        nullable=True,
-    ),
+    Key("reserved_concurrency", _Parser.reserved_concurrency, "cap on concurrent executions", nullable=True),
 )
 DEPLOY_KEYS = (
     Key("frontend", _one_of(FRONTENDS), "function_url or http_api", _DEPLOY.frontend),

@@ -1,4 +1,4 @@
-"""Dependencies: Datasette, mangum and the plugins, installed for Lambda -> the layer artifact.
+"""Dependencies: Datasette, mangum, the SQLite binding and the plugins, installed for Lambda -> the layer.
 
 pip (run as a subprocess: it has no supported Python API) installs manylinux wheels for the
 TARGET runtime (lambda.python, lambda.architecture), never for the machine running this tool.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from datasette_action import __version__
 from datasette_action.config import Config, DatasetteConfig, version_specifier
 from datasette_action.errors import Location, PackageError
 from datasette_action.pyc import compile_tree
+from datasette_action.sqlite import Sqlite, build_sqlite, bundled_sqlite, mismatch_warning, requirement
 from datasette_action.zips import Artifact, file_sha256, tree_size, write_named_zip
 
 Log = Callable[[str], None]
@@ -88,6 +90,7 @@ class Layer:
     artifact: Artifact
     requirements: tuple[str, ...]
     compiled: bool  # whether the tree holds .pyc for the target Python
+    sqlite: Sqlite  # the SQLite binding in it, which the site runs
     warnings: tuple[str, ...]
 
 
@@ -99,7 +102,7 @@ def prepare_layer(
     `interpreter` is a Python of the target version to byte-compile with (None: no .pyc).
     """
     target = Target(config.lambda_.python, config.lambda_.architecture)
-    wanted = requirements(config.datasette)
+    wanted = requirements(config.datasette, config.lambda_.python)
     directory = package_dir / f"deps-{layer_key(wanted, target, compiled=interpreter is not None)}"
     cached = _cached_layer(directory, package_dir)
     if cached is not None:
@@ -110,18 +113,23 @@ def prepare_layer(
             wanted, target, interpreter, directory, Location(config.path), log
         )
     _remove_stale(package_dir, directory, artifact.zip_path)
-    return Layer(artifact, wanted, interpreter is not None, cached_warnings)
+    sqlite = bundled_sqlite(directory / "python", Location(config.path))
+    mismatch = mismatch_warning(build_sqlite(), sqlite)
+    warnings = (*cached_warnings, mismatch) if mismatch else cached_warnings
+    return Layer(artifact, wanted, interpreter is not None, sqlite, warnings)
 
 
-def requirements(datasette: DatasetteConfig) -> tuple[str, ...]:
-    """Datasette (pinned by datasette.version), mangum, then the plugins, as pip requirements.
+def requirements(datasette: DatasetteConfig, python: str) -> tuple[str, ...]:
+    """Datasette (pinned by datasette.version), mangum, the SQLite binding pinned for Lambda
+    `python` (datasette_action.sqlite), then the plugins, as pip requirements.
 
-    mangum is pinned by listing it among the plugins (`mangum==0.19.0`), which replaces the default.
+    mangum or the binding listed among the plugins (`mangum==0.19.0`) replaces the default.
     """
     plugins = {canonicalize_name(Requirement(plugin).name) for plugin in datasette.plugins}
     result = [pin("datasette", datasette.version)]
-    if "mangum" not in plugins:
-        result.append("mangum")
+    for default in ("mangum", requirement(python)):
+        if canonicalize_name(Requirement(default).name) not in plugins:
+            result.append(default)
     return (*result, *datasette.plugins)
 
 
@@ -167,14 +175,28 @@ def pip_argv(target: Target, wanted: tuple[str, ...], destination: Path) -> list
 
 
 def install(target: Target, wanted: tuple[str, ...], destination: Path, location: Location) -> None:
-    done = subprocess.run(pip_argv(target, wanted, destination), capture_output=True, text=True, check=False)
+    _run_pip(pip_argv(target, wanted, destination), target.describe(), location)
+
+
+def install_for_this_machine(python: str, wanted: tuple[str, ...], destination: Path) -> None:
+    """Binary wheels of `wanted` (without their dependencies) for Python `python` on this machine's
+    own platform, not Lambda's: for running locally a bundle whose compiled parts are built for
+    another CPU."""
+    argv = [sys.executable, "-m", "pip", "install", "--target", str(destination), "--no-deps"]
+    argv += ["--implementation", "cp", "--python-version", python, "--only-binary=:all:"]
+    argv += ["--no-compile", "--no-input", "--disable-pip-version-check", "--quiet", *wanted]
+    _run_pip(argv, f"Python {python} on this machine ({platform.system()} {platform.machine()})", None)
+
+
+def _run_pip(argv: list[str], where: str, location: Location | None) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise PackageError(pip_failure(f"{done.stdout}\n{done.stderr}", target), location)
+        raise PackageError(pip_failure(f"{done.stdout}\n{done.stderr}", where), location)
 
 
-def pip_failure(output: str, target: Target) -> str:
+def pip_failure(output: str, target: Target | str) -> str:
     """pip's output on failure -> one line naming the requirement, the platform and the Python."""
-    where = target.describe()
+    where = target.describe() if isinstance(target, Target) else target
     missing = re.search(r"satisfies the requirement (.+?) \(from versions: (.*?)\)", output)
     if missing:
         requirement, versions = missing.group(1), missing.group(2).strip()

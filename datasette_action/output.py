@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from datasette_action.checks import LintProblem, SmokeTest
 from datasette_action.deploy import ChangeSet, DeployResult, DestroyResult, PlanResult, ResourceChange, Upload
+from datasette_action.iam import MANAGED_POLICY_MAX, DeployerPolicy, LeftOut
 from datasette_action.package import UNZIPPED_LIMIT, PackageResult
 from datasette_action.state import DatabaseChange, TableChange, compare_states
+from datasette_action.template import P_BUCKET, P_DEPLOYMENT_ID, Template
 from datasette_action.zips import Artifact
 
 if TYPE_CHECKING:  # the pipeline imports this module to write plan reports
@@ -109,6 +111,7 @@ def package_text(packaged: Packaged) -> str:
             f" {size(artifact.unzipped_size)} unzipped{reused}"
         )
     lines.append(f"  handler   {result.handler}")
+    lines.append(f"  sqlite    {_sqlite(result)}")
     for database in result.databases:
         lines.append(f"  {database.name}: {database.location}: {database.reason}")
     lines.append(f"  /tmp      {result.ephemeral_storage} MB")
@@ -124,6 +127,11 @@ def package_json(packaged: Packaged) -> dict[str, Any]:
         "architecture": result.architecture,
         "compiled": result.compiled,
         "requirements": list(result.requirements),
+        "sqlite": {
+            "binding": result.sqlite.binding,
+            "binding_version": result.sqlite.binding_version,
+            "version": result.sqlite.version,
+        },
         "python_path": [str(path) for path in result.python_path],
         "manifest": str(result.manifest),
         "ephemeral_storage": result.ephemeral_storage,
@@ -143,6 +151,11 @@ def package_json(packaged: Packaged) -> dict[str, Any]:
         "build": build_json(packaged.built),
         "seconds": round(packaged.seconds, 3),
     }
+
+
+def _sqlite(result: PackageResult) -> str:
+    sqlite = result.sqlite
+    return f"SQLite {sqlite.version} ({sqlite.binding} {sqlite.binding_version}, in the layer)"
 
 
 def _artifact_json(artifact: Artifact) -> dict[str, Any]:
@@ -286,6 +299,7 @@ def _artifacts(plan: PlanResult, result: PackageResult) -> list[str]:
         "",
         f"Code and layer unzip to {size(total)} of Lambda's {size(UNZIPPED_LIMIT)} limit"
         f" ({100 * total / UNZIPPED_LIMIT:.0f}%); /tmp: {result.ephemeral_storage} MB.",
+        f"The site runs {_sqlite(result)}.",
     ]
     new = [a for a in plan.artifacts if a.in_bucket is False]
     if plan.online and plan.artifacts and all(a.in_bucket is not None for a in plan.artifacts):
@@ -483,6 +497,64 @@ def destroy_json(result: DestroyResult) -> dict[str, Any]:
 
 
 # -- errors --------------------------------------------------------------------------------------
+
+
+# -- the template and the deployer's IAM policy ----------------------------------------------------
+
+
+_SET_BY_DEPLOY = {
+    P_BUCKET: "(the bootstrap stack's BucketName output)",
+    P_DEPLOYMENT_ID: "(new on a create and with --force, else the previous value)",
+}
+
+
+def template_text(template: Template, stack: str, *, inline: bool) -> str:
+    """What `datasette-lambda template` says on stderr beside the template: its size, how deploy
+    sends it, and its parameters' values (where known before deploying)."""
+    sent = "sent inline" if inline else f"uploaded as templates/{template.sha256}.json"
+    lines = [f"The template of the stack {stack}: {size(template.size)}, {sent}"]
+    for name in sorted(template.parameter_names):
+        if name in template.parameters:
+            value = template.parameters[name]
+        elif name in template.secret_parameters:
+            value = f"(NoEcho: ${template.secret_parameters[name]} at deploy time)"
+        else:
+            value = _SET_BY_DEPLOY.get(name, "(deploy sets it)")
+        lines.append(f"  parameter {name} = {value}")
+    return "\n".join(lines)
+
+
+def policy_text(policy: DeployerPolicy) -> str:
+    site = policy.site
+    target = site.target
+    statements = policy.document["Statement"]
+    bucket = (
+        f"deploy.bucket {site.bucket}"
+        if site.bootstrap_stack is None
+        else f"{site.bucket} (the bootstrap stack {site.bootstrap_stack}'s bucket: CloudFormation names it)"
+    )
+    lines = [
+        f"IAM policy for deploying {site.stack} ({site.frontend}) to {target.region}, account"
+        f" {target.account}: {len(statements)} statements, {policy.actions} actions,"
+        f" {policy.size:,} characters (a managed policy holds {MANAGED_POLICY_MAX:,})",
+        f"  artifacts bucket: {bucket}",
+        f"  from AWS's resource schemas (cfn-lint {policy.cfn_lint_version}, {policy.schema_region}) for"
+        f" {', '.join(policy.resource_types)}, and this tool's own calls",
+    ]
+    left: dict[LeftOut, list[str]] = {}
+    for permission in policy.left_out:
+        if permission.left_out is not None:
+            left.setdefault(permission.left_out, []).append(permission.permission)
+    for reason, permissions in left.items():
+        lines.append(
+            f"  left out: {', '.join(dict.fromkeys(permissions))} ({reason.resource_type}: {reason.reason})"
+        )
+    return "\n".join(lines)
+
+
+def policy_json(policy: DeployerPolicy) -> dict[str, Any]:
+    """The policy document itself: what IAM takes."""
+    return dict(policy.document)
 
 
 def error_json(message: str, file: Path | None, line: int | None) -> dict[str, Any]:

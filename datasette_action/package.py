@@ -7,7 +7,9 @@
 
 Both trees stay unzipped in `<build_dir>/package/` (`deps-<key>/` and `app/`) for local runs.
 Lambda's size limits are checked here, before anything is uploaded: databases that do not fit
-beside the code go to S3 and are copied into /tmp at cold start, with /tmp sized to hold them.
+beside the code go to S3 and are copied into /tmp at cold start, with /tmp sized to hold them; a
+database too large to download through a Lambda response gets an S3 copy too, where its download
+redirects.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from datasette_action.build import BuildResult, BuiltDatabase
-from datasette_action.config import Config
+from datasette_action.config import TIMEOUT_MAX, Config
 from datasette_action.dependencies import prepare_layer
 from datasette_action.errors import Location, PackageError
 from datasette_action.pyc import compile_tree, find_interpreter, no_interpreter_warning
+from datasette_action.sqlite import Sqlite
 from datasette_action.zips import Artifact, tree_size, write_named_zip
+from datasette_action_entrypoint.downloads import DOWNLOAD_LIMIT
 from datasette_action_entrypoint.manifest import (
     HANDLER,
     MANIFEST_NAME,
@@ -63,7 +67,8 @@ class DatabasePlacement:
     sha256: str
     size: int
     location: str  # "bundle" (inside the function code) or "s3" (copied into /tmp at cold start)
-    s3_key: str | None  # content-addressed: databases/<sha256>/<file>
+    # content-addressed, databases/<sha256>/<file>: in S3, or over DOWNLOAD_LIMIT (its download's copy)
+    s3_key: str | None
     reason: str
 
 
@@ -86,6 +91,7 @@ class PackageResult:
     databases: tuple[DatabasePlacement, ...]
     manifest: Path
     requirements: tuple[str, ...]
+    sqlite: Sqlite  # the SQLite the site runs: the layer's binding (the build ran the same)
     warnings: tuple[str, ...]
 
     @property
@@ -103,6 +109,7 @@ def package(config: Config, build_result: BuildResult, log: Log = lambda message
     placement, code_warnings = _make_app(
         config, build_result, layer.artifact.unzipped_size, interpreter, app_dir
     )
+    code_warnings += check_download_time(config, placement.databases)
     log("zipping the function code")
     written = write_named_zip(app_dir, package_dir, "function")
     _remove_other_zips(package_dir, "function", written.path)
@@ -121,6 +128,7 @@ def package(config: Config, build_result: BuildResult, log: Log = lambda message
         databases=placement.databases,
         manifest=app_dir / MANIFEST_NAME,
         requirements=layer.requirements,
+        sqlite=layer.sqlite,
         warnings=(*warnings, *layer.warnings, *code_warnings),
     )
 
@@ -185,11 +193,82 @@ def place_databases(
 
 
 def _placed(database: BuiltDatabase, location: str, reason: str) -> DatabasePlacement:
+    """The placement; with an S3 key when the database goes to S3, and when it is larger than a
+    Lambda response can carry (DOWNLOAD_LIMIT): its download then redirects to that object."""
     file = database.path.name
-    s3_key = f"databases/{database.sha256}/{file}" if location == "s3" else None
+    too_large = database.size > DOWNLOAD_LIMIT
+    s3_key = f"databases/{database.sha256}/{file}" if location == "s3" or too_large else None
+    if too_large:
+        copy = "a copy uploaded to S3" if location == "bundle" else "the object in S3"
+        reason += (
+            f"; its download is over the {_mb(DOWNLOAD_LIMIT)} MB a Lambda response can carry:"
+            f" it redirects to {copy}"
+        )
     return DatabasePlacement(
         database.name, file, database.path, database.sha256, database.size, location, s3_key, reason
     )
+
+
+# The databases placed in S3 are downloaded inside the first request of each new execution
+# environment, so under the function's timeout (and an HTTP API's 30 s). AWS publishes no network
+# bandwidth for Lambda, so the estimate is deliberately conservative:
+# - one connection's worth of S3: "Make one concurrent request for each 85-90 MB/s of desired
+#   network throughput" (within a Region; https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance-guidelines.html).
+#   boto3's download_file uses up to 10 connections, so downloads are usually faster than this;
+# - scaled down below one vCPU: "Lambda allocates CPU power in proportion to the amount of memory
+#   configured ... At 1,769 MB, a function has the equivalent of one vCPU", and "If a function is
+#   CPU, network or memory-bound, then increasing the memory setting can dramatically improve its
+#   performance" (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html).
+S3_CONNECTION_THROUGHPUT = 85_000_000  # bytes per second: the low end of 85-90 MB/s
+ONE_VCPU_MEMORY = 1769  # MB
+# "Maximum integration timeout: 30 seconds" for HTTP APIs, not raisable:
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
+HTTP_API_TIMEOUT = 30
+
+
+def download_seconds(size: int, memory: int) -> float:
+    """The conservative estimate of downloading `size` bytes from S3 with `memory` MB."""
+    return size / (S3_CONNECTION_THROUGHPUT * min(1.0, memory / ONE_VCPU_MEMORY))
+
+
+def check_download_time(config: Config, placed: Sequence[DatabasePlacement]) -> list[str]:
+    """An error when the databases placed in S3 could not arrive within lambda.timeout (every
+    cold start would time out, and leave a partial download); a warning when they arrive only
+    after an HTTP API has given up on the first request."""
+    in_s3 = [p for p in placed if p.location == "s3"]
+    if not in_s3:
+        return []
+    memory, timeout = config.lambda_.memory, config.lambda_.timeout
+    seconds = download_seconds(sum(p.size for p in in_s3), memory)
+    rate = S3_CONNECTION_THROUGHPUT * min(1.0, memory / ONE_VCPU_MEMORY) / 1e6
+    what = (
+        f"the databases in S3 ({', '.join(f'{p.name} {_mb(p.size)} MB' for p in in_s3)}) are downloaded"
+        " inside the first request of each new execution environment: about"
+        f" {math.ceil(seconds):,} s at a conservative {rate:,.0f} MB/s for {memory:,} MB of memory"
+    )
+    more_memory = (
+        f"lambda.memory (more memory brings more CPU and network, up to one vCPU at {ONE_VCPU_MEMORY:,} MB)"
+    )
+    if seconds > timeout:
+        fixes = []
+        if timeout < TIMEOUT_MAX:
+            fixes.append(f"lambda.timeout (at most {TIMEOUT_MAX} s; Lambda bills only the time used)")
+        if memory < ONE_VCPU_MEMORY:
+            fixes.append(more_memory)
+        fix = f"Raise {', or '.join(fixes)}; or publish" if fixes else "Publish"
+        raise PackageError(
+            f"{what}, longer than lambda.timeout ({timeout} s): every cold start would time out before"
+            f" the site answers. {fix} smaller databases",
+            Location(config.path),
+        )
+    if config.deploy.frontend == "http_api" and seconds > HTTP_API_TIMEOUT:
+        fix = f"raise {more_memory}, or u" if memory < ONE_VCPU_MEMORY else "u"
+        return [
+            f"{what}, longer than the {HTTP_API_TIMEOUT} s an HTTP API waits: that first request gets an"
+            " error from API Gateway while the download goes on, and later requests are served;"
+            f" {fix}se deploy.frontend: function_url (no 30 s limit)"
+        ]
+    return []
 
 
 def _check_fits_tmp(database: BuiltDatabase, where: Location | None) -> None:
@@ -255,7 +334,7 @@ def _mb(size: int) -> str:
 # The entry point package as Lambda imports it (the first part of its Handler setting), and the only
 # modules of it that go into the bundle: what runs in Lambda, no test helpers.
 LAMBDA_PACKAGE = HANDLER.partition(".")[0]
-LAMBDA_MODULES = ("__init__", "app", "bundle", "handler", "manifest", "paths", "units")
+LAMBDA_MODULES = ("__init__", "app", "bundle", "downloads", "handler", "manifest", "paths", "sqlite", "units")
 
 
 def _add_code(config: Config, app: Path, interpreter: Path | None) -> list[str]:

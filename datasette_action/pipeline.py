@@ -3,8 +3,13 @@
     build:              Config -> Built                       (the SQLite databases)
     build_and_package:  Config -> Packaged                    (+ the two zips and the template)
     plan:               Packaged -> Planned, or CheckError    (lint, smoke test, compare with AWS)
-    deploy:             Packaged -> Deployed, or SiteDownError
+    deploy:             Packaged -> Deployed, or SiteDownError  (lint first, then AWS)
     destroy:            Config -> DestroyResult
+
+Before building for plan or deploy, front doors call `check_region` once they know the region
+(the config's, or an input's put into the config): a config that cannot exist in the region the
+AWS environment names fails then, before minutes of building. Both stages lint the template
+with cfn-lint against the region actually deployed to.
 
 Each step returns one frozen value and raises `UserError`s. The two failures that come after a
 finished step (a plan whose checks fail, a deploy whose site does not answer) carry that step's
@@ -25,8 +30,8 @@ from typing import TYPE_CHECKING
 
 from datasette_action.build import BuildResult
 from datasette_action.build import build as build_databases
-from datasette_action.config import Config
-from datasette_action.errors import CheckError, CredentialsError, SiteDownError
+from datasette_action.config import Config, frontend_problem
+from datasette_action.errors import CheckError, ConfigError, CredentialsError, Location, SiteDownError
 from datasette_action_entrypoint.bundle import ENV_SECRET
 
 if TYPE_CHECKING:
@@ -118,7 +123,7 @@ def plan(packaged: Packaged, options: DeployOptions, report: Path) -> Planned:
     from datasette_action.output import plan_markdown
 
     config, result, template = packaged.config, packaged.result, packaged.template
-    lint = lint_template(template, config.region)
+    lint = lint_template(template, deploy_region(config))
     smoke = smoke_test(result)
     outcome = plan_stack(config, result, template, options)
     markdown = plan_markdown(outcome, result, lint, smoke)
@@ -133,9 +138,12 @@ def plan(packaged: Packaged, options: DeployOptions, report: Path) -> Planned:
 def deploy(packaged: Packaged, options: DeployOptions) -> Deployed:
     """Deploy the bundle. Raises SiteDownError (carrying the Deployed) when the stack deployed
     but the site does not answer its health check."""
+    from datasette_action.deploy import aws_session
     from datasette_action.deploy import deploy as deploy_stack
 
-    outcome = deploy_stack(packaged.config, packaged.result, packaged.template, options)
+    aws = aws_session(packaged.config, options.endpoint_url)  # CredentialsError without a region
+    _lint_before_deploy(packaged.template, aws.region)
+    outcome = deploy_stack(packaged.config, packaged.result, packaged.template, options, aws=aws)
     deployed = Deployed(packaged, outcome)
     health = outcome.health
     if health is not None and not health.ok:
@@ -146,6 +154,47 @@ def deploy(packaged: Packaged, options: DeployOptions) -> Deployed:
             result=deployed,
         )
     return deployed
+
+
+def _lint_before_deploy(template: Template, region: str) -> None:
+    """cfn-lint's errors for the deploy's region stop the deploy before anything is sent."""
+    from datasette_action.checks import lint_template
+
+    errors = [problem for problem in lint_template(template, region) if problem.severity == "error"]
+    if errors:
+        listed = "".join(f"\n  {p.rule} (template line {p.line}): {p.message}" for p in errors)
+        raise CheckError(
+            f"cfn-lint found {len(errors)} error(s) in the template for {region}; nothing was sent to"
+            f" AWS (`datasette-lambda plan` shows the template's problems too):{listed}"
+        )
+
+
+def deploy_region(config: Config) -> str | None:
+    """The region plan and deploy work in: `config.region` (the config's `region:`, which the
+    action's aws-region input and publish's --region set), else the AWS environment's
+    (AWS_REGION, AWS_DEFAULT_REGION, the profile's); None when nothing names one. No AWS call."""
+    if config.region:
+        return config.region
+    from datasette_action.deploy import environment_region
+
+    return environment_region()
+
+
+def check_region(config: Config) -> str | None:
+    """`deploy_region`, checked against the config before anything is built or sent: the
+    config's own region was checked when it loaded, a region from elsewhere is checked here
+    (deploy.frontend function_url where AWS offers no function URLs). Front doors call it for
+    plan and deploy, once the config holds what their inputs say."""
+    region = deploy_region(config)
+    problem = frontend_problem(config.deploy.frontend, region) if region else None
+    if problem:
+        source = (
+            ""
+            if config.region
+            else " (from the AWS environment: AWS_REGION, AWS_DEFAULT_REGION or the profile)"
+        )
+        raise ConfigError(f"region {region}{source}: {problem}", Location(config.path))
+    return region
 
 
 def destroy(config: Config, options: DeployOptions) -> DestroyResult:

@@ -373,7 +373,8 @@ def plugin_secrets(values: Sequence[tuple[str, str, str]]) -> tuple[PluginSecret
         if not ENV_NAME.fullmatch(env):
             raise UserError(
                 f"--plugin-secret {plugin} {setting}: its environment variable would be {env}, which"
-                " starts with a digit; publish with a datasette-lambda.yml config instead, naming the"
+                " does not start with a letter (Lambda's variable names are [a-zA-Z][a-zA-Z0-9_]+);"
+                " publish with a datasette-lambda.yml config instead, naming the"
                 ' variable yourself in deploy.secrets and the metadata ({"$env": "NAME"})'
             )
         if env == ENV_SECRET or env in RESERVED_ENV:
@@ -605,6 +606,7 @@ def deploy_project(request: PublishRequest, endpoint_url: str | None, log: Log) 
         root = Path(scratch)
         try:
             config = load_config(write_project(request, root, link=True))
+            pipeline.check_region(config)
             packaged = pipeline.build_and_package(config, log=log)
             _log_packaged(packaged, log)
             options = DeployOptions(

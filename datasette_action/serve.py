@@ -4,7 +4,9 @@ Each HTTP request becomes a Lambda function URL event (payload 2.0), sent to the
 running in a separate Python process whose `sys.path` holds only the bundle (the function code
 and the dependency layer, unpacked from the very zips that would be uploaded) and the standard
 library: no site-packages (`python -I -S`). The process answers one event at a time, like one
-Lambda execution environment; the response becomes the HTTP response.
+Lambda execution environment; the response becomes the HTTP response. The site's SQLite is the
+bundle's own (the entry point selects the layer's binding); for a bundle built for another CPU, whose
+binding cannot load here, the same release of it built for this machine goes before the layer.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
+from datasette_action.dependencies import install_for_this_machine
 from datasette_action.errors import UserError
 from datasette_action.events import http_request_event, http_response
 from datasette_action.package import PackageResult
 from datasette_action.pyc import find_interpreter
+from datasette_action.sqlite import installed_binding
 from datasette_action_entrypoint.manifest import HANDLER
+from datasette_action_entrypoint.sqlite import DISTRIBUTION as SQLITE_DISTRIBUTION
+from datasette_action_entrypoint.sqlite import MODULE as SQLITE_MODULE
 
 # The local Lambda runtime: reads one JSON event per line on stdin, writes one JSON response per
 # line on stdout, for any Lambda handler setting `module.function` (the bundle's own by default), as
@@ -106,9 +112,31 @@ def architecture_warning(architecture: str, machine: str | None = None) -> str |
     return (
         f"this bundle is built for {architecture} (lambda.architecture) and this machine is {local}:"
         " compiled extensions in it cannot load here, so the local preview runs their pure-Python"
-        " fallbacks where they have one; set lambda.architecture to"
-        f" {local} for a byte-for-byte preview"
+        " fallbacks where they have one, and the same release of its SQLite binding built for this"
+        f" machine; set lambda.architecture to {local} for a byte-for-byte preview"
     )
+
+
+def binding_loads_here(layer: Path, machine: str | None = None, system: str | None = None) -> bool:
+    """Whether the SQLite binding in a layer's `python/` is built for this machine (manylinux: Linux,
+    this CPU), by its extension's name: `_sqlite3.cpython-313-aarch64-linux-gnu.so`."""
+    suffix = f"-{(machine or platform.machine()).lower()}-linux-gnu.so"
+    extensions = (layer / SQLITE_MODULE).glob("_sqlite3*.so")
+    return (system or platform.system()) == "Linux" and any(p.name.endswith(suffix) for p in extensions)
+
+
+@contextmanager
+def sqlite_for_this_machine(layer: Path, python: str) -> Iterator[tuple[Path, ...]]:
+    """Where a layer's SQLite binding cannot load here (a bundle for another CPU): the same release
+    of it built for this machine, a directory to put before the layer on sys.path, so a local run
+    still answers with the SQLite Lambda will run. Nothing where the layer's own loads, or it has none."""
+    version = installed_binding(layer)
+    if version is None or binding_loads_here(layer):
+        yield ()
+        return
+    with tempfile.TemporaryDirectory(prefix="datasette-lambda-sqlite-") as directory:
+        install_for_this_machine(python, (f"{SQLITE_DISTRIBUTION}=={version}",), Path(directory))
+        yield (Path(directory),)
 
 
 def find_python(version: str) -> Path:
@@ -215,14 +243,20 @@ def local_lambda(result: PackageResult, env: dict[str, str] | None = None) -> It
     """The packaged function running locally from its own zips, as Lambda would run it.
 
     Databases that were placed in S3 are put where the entry point caches its S3 downloads
-    (a temporary directory standing in for /tmp), so it finds them with the right sha256.
+    (a temporary directory standing in for /tmp), so it finds them with the right sha256. A bundle
+    for another CPU gets its SQLite binding built for this one (`sqlite_for_this_machine`).
     """
     zips = [(result.function.zip_path, ""), (result.layer.zip_path, "python")]
-    with unpacked(zips) as paths, tempfile.TemporaryDirectory(prefix="datasette-lambda-tmp-") as tmp:
+    python = find_python(result.python)
+    with (
+        unpacked(zips) as (code, layer),
+        sqlite_for_this_machine(layer, result.python) as sqlite,
+        tempfile.TemporaryDirectory(prefix="datasette-lambda-tmp-") as tmp,
+    ):
         for database in result.databases:
             if database.location == "s3":
                 shutil.copyfile(database.path, Path(tmp) / database.file)
-        bundle = Bundle(paths=paths, python=find_python(result.python))
+        bundle = Bundle(paths=(code, *sqlite, layer), python=python)
         environment = {"DATASETTE_LAMBDA_TMP": tmp, "DATASETTE_DATA_BUCKET": "local", **(env or {})}
         function = LocalLambda(bundle, environment)
         try:

@@ -16,7 +16,6 @@ each batch is kept beside the rows, in a table `texts`, and put back (`restore_t
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from datasette_action.coltypes import ColumnKind, Kind
 from datasette_action.errors import SourceError
 from datasette_action.sources import SourceFile
+from datasette_action.sqlite import sqlite3  # the bundled SQLite: stages are made by the one that serves
 
 STAGE_TABLE = "stage"
 

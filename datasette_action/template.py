@@ -12,8 +12,11 @@ config names a bucket (`deploy.bucket`), no bootstrap stack is used: that bucket
 `ArtifactBucket` value, and the user owns its settings (encryption, public access, TLS policy).
 
 What changes with the data stays out of the template body: the zips' S3 keys are parameters
-(`LayerKey`, `FunctionKey`), and the databases' keys live in the manifest inside the function code.
-A data-only deploy sends the same template with new parameter values. Secrets are parameters too
+(`LayerKey`, `FunctionKey`), and so are the keys of the databases the function reads from the bucket
+(`DatabaseKey1`, ...: those in S3, and the copies of those too large to download through Lambda),
+which the role may read and nothing else; the manifest inside the function code has them too. A
+data-only deploy sends the same template with new parameter values (only a change in how many
+databases have an S3 key changes the template). Secrets are parameters too
 (NoEcho), given values at deploy time from environment variables: never in the template body.
 """
 
@@ -55,6 +58,7 @@ DATABASES_PREFIX = "databases/"  # package.py's s3_key: databases/<sha256>/<file
 P_BUCKET = "ArtifactBucket"
 P_LAYER_KEY = "LayerKey"
 P_FUNCTION_KEY = "FunctionKey"
+P_DATABASE_KEY = "DatabaseKey"  # + 1, 2, ...: one per database with an S3 key, in the config's order
 P_DATASETTE_SECRET = "DatasetteSecret"
 # A value deploy changes only when forced (`deploy --force`, the action's `force` input): it is the
 # function's DATASETTE_LAMBDA_DEPLOYMENT_ID, so a new value updates the function's configuration
@@ -197,7 +201,9 @@ def render_template(config: Config, result: PackageResult, *, bucket: str | None
     tags = _tags(config)
     name = function_name(config.stack)
     secrets = secret_parameter_names(deploy.secrets)
-    in_s3 = any(database.location == "s3" for database in result.databases)
+    # The databases the function reads from the bucket: parameter name -> S3 key
+    keyed = [database.s3_key for database in result.databases if database.s3_key]
+    database_keys = {f"{P_DATABASE_KEY}{index}": key for index, key in enumerate(keyed, start=1)}
 
     parameters: dict[str, Any] = {
         P_BUCKET: {
@@ -222,6 +228,12 @@ def render_template(config: Config, result: PackageResult, *, bucket: str | None
             "AllowedPattern": "^[A-Za-z0-9-]{0,64}$",
         },
     }
+    for parameter in database_keys:
+        parameters[parameter] = {
+            "Type": "String",
+            "Description": "S3 key of a database the function reads (in S3, or a copy for its download)",
+            "AllowedPattern": rf"^{DATABASES_PREFIX}[0-9a-f]{{64}}/[^/]+$",
+        }
     for parameter, env in secrets.items():
         parameters[parameter] = {
             "Type": "String",
@@ -242,7 +254,7 @@ def render_template(config: Config, result: PackageResult, *, bucket: str | None
                 "Tags": _tag_list(tags),
             },
         },
-        "FunctionRole": _role(tags, in_s3),
+        "FunctionRole": _role(tags, tuple(database_keys)),
         "DependenciesLayer": {
             "Type": "AWS::Lambda::LayerVersion",
             "Properties": {
@@ -253,7 +265,7 @@ def render_template(config: Config, result: PackageResult, *, bucket: str | None
                 "CompatibleArchitectures": [result.architecture],
             },
         },
-        "Function": _function(config, result, name, tags, secrets, in_s3),
+        "Function": _function(config, result, name, tags, secrets, bool(database_keys)),
     }
     if deploy.frontend == "http_api":
         resources.update(_http_api(config.stack, tags))
@@ -275,7 +287,7 @@ def render_template(config: Config, result: PackageResult, *, bucket: str | None
         },
     }
     keys = artifact_keys(result)
-    values = {P_LAYER_KEY: keys.layer, P_FUNCTION_KEY: keys.function}
+    values = {P_LAYER_KEY: keys.layer, P_FUNCTION_KEY: keys.function, **database_keys}
     known_bucket = bucket or deploy.bucket
     if known_bucket:
         values[P_BUCKET] = known_bucket
@@ -375,10 +387,10 @@ def _function(
     name: str,
     tags: Mapping[str, str],
     secrets: Mapping[str, str],
-    in_s3: bool,
+    reads_databases: bool,
 ) -> dict[str, Any]:
     variables: dict[str, Any] = {env: {"Ref": parameter} for parameter, env in secrets.items()}
-    if in_s3:
+    if reads_databases:
         variables[ENV_BUCKET] = {"Ref": P_BUCKET}
     variables[ENV_DEPLOYMENT_ID] = {"Ref": P_DEPLOYMENT_ID}
     properties: dict[str, Any] = {
@@ -402,8 +414,10 @@ def _function(
     return {"Type": "AWS::Lambda::Function", "Properties": properties}
 
 
-def _role(tags: Mapping[str, str], in_s3: bool) -> dict[str, Any]:
-    """Least privilege: write to its own log group; read databases/* when some are in S3."""
+def _role(tags: Mapping[str, str], key_parameters: Sequence[str]) -> dict[str, Any]:
+    """Least privilege: write to its own log group; read exactly the databases' objects, whose keys
+    are the `key_parameters` (a URL the function presigns for a download is allowed by the same
+    s3:GetObject: S3 checks the signer's permissions when the URL is used)."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "WriteOwnLogs",
@@ -415,13 +429,16 @@ def _role(tags: Mapping[str, str], in_s3: bool) -> dict[str, Any]:
             },
         }
     ]
-    if in_s3:
+    if key_parameters:
         statements.append(
             {
                 "Sid": "ReadDatabases",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
-                "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{{P_BUCKET}}}/{DATABASES_PREFIX}*"},
+                "Resource": [
+                    {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{{P_BUCKET}}}/${{{parameter}}}"}
+                    for parameter in key_parameters
+                ],
             }
         )
     return {

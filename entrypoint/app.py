@@ -15,7 +15,9 @@ from mangum import Mangum
 from mangum.types import Message, Receive, Scope, Send
 
 from datasette_action_entrypoint.bundle import Bundle
+from datasette_action_entrypoint.downloads import with_s3_downloads
 from datasette_action_entrypoint.paths import decoded_path, request_path
+from datasette_action_entrypoint.sqlite import use_bundled_sqlite
 from datasette_action_entrypoint.units import lazy_unit_registry
 
 # Changed from Datasette's defaults for Lambda; `datasette.settings` in the config wins over each.
@@ -25,6 +27,7 @@ SPEED_DEFAULTS: dict[str, Any] = {
 
 
 def datasette_class() -> Any:
+    use_bundled_sqlite()  # first: Datasette picks its sqlite3 module when it is imported
     with lazy_unit_registry():
         from datasette.app import Datasette  # type: ignore[import-untyped]
     return Datasette
@@ -147,9 +150,11 @@ def _prefixed(prefix: bytes, name: bytes, value: bytes) -> tuple[bytes, bytes]:
     return name, value
 
 
-def make_site(bundle: Bundle, *, base_url: str, secret: str | None) -> Mangum:
+def make_site(bundle: Bundle, *, base_url: str, secret: str | None, data_bucket: str | None = None) -> Mangum:
     ds = build_datasette(bundle, base_url=base_url, secret=secret)
+    # Downloads of databases too large for a Lambda response redirect to their copy in S3.
+    app = with_s3_downloads(ds.app(), bundle.manifest, base_url=base_url, bucket=data_bucket)
     # lifespan="off": with "auto", Mangum runs Datasette's lifespan shutdown after every event, and
     # Datasette >= 1.0a28 then closes its databases (the next warm request fails). Datasette runs its
     # own start-up on the first request anyway.
-    return Mangum(RawPathApp(ds.app()), lifespan="off")
+    return Mangum(RawPathApp(app), lifespan="off")

@@ -5,13 +5,17 @@ lives in S3). Databases with location "bundle" are read in place from `databases
 read-only code root. Databases with location "s3" are downloaded at cold start from
 `s3://$DATASETTE_DATA_BUCKET/<s3_key>` into the temporary directory (Lambda's /tmp, which
 survives between invocations of a warm function): a file already there with the manifest's sha256 is
-reused, a fresh download is checked against it before use.
+reused, a fresh download is checked against it before use. A download goes to a temporary name and
+is renamed once verified; the partial files of a download that was killed (a timeout) are removed
+before the next one, and the free space is checked first.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +25,11 @@ from datasette_action_entrypoint.manifest import MANIFEST_NAME, Manifest, Manife
 
 ENV_ROOT = "DATASETTE_LAMBDA_ROOT"  # the bundle root, for tests (default: the package directory's parent)
 ENV_TMP = "DATASETTE_LAMBDA_TMP"  # where S3 databases go (default /tmp)
-ENV_BUCKET = "DATASETTE_DATA_BUCKET"  # the bucket holding databases with location "s3"
+ENV_BUCKET = "DATASETTE_DATA_BUCKET"  # the bucket holding the databases with an s3_key
 ENV_SECRET = "DATASETTE_SECRET"  # Datasette's signing secret; never stored in the bundle
+# Set by Lambda to the runtime's identifier, e.g. "AWS_Lambda_python3.13" (Lambda's "Defined runtime
+# environment variables", https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html)
+ENV_EXECUTION = "AWS_EXECUTION_ENV"
 
 _CHUNK = 1024 * 1024
 
@@ -39,6 +46,7 @@ class Environment:
     tmp_dir: Path
     bucket: str | None
     secret: str | None
+    execution_env: str | None = None  # the Lambda runtime (None outside Lambda)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], default_root: Path) -> Environment:
@@ -47,6 +55,7 @@ class Environment:
             tmp_dir=Path(environ.get(ENV_TMP) or "/tmp"),
             bucket=environ.get(ENV_BUCKET) or None,
             secret=environ.get(ENV_SECRET) or None,
+            execution_env=environ.get(ENV_EXECUTION) or None,
         )
 
 
@@ -127,6 +136,7 @@ def fetch_from_s3(database: ManifestDatabase, env: Environment) -> Path:
         return target
     source = f"s3://{env.bucket}/{database.s3_key}"
     target.parent.mkdir(parents=True, exist_ok=True)
+    _make_room(target, database, source)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         _download(env.bucket, database.s3_key, partial, source)
@@ -140,6 +150,25 @@ def fetch_from_s3(database: ManifestDatabase, env: Environment) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+def _make_room(target: Path, database: ManifestDatabase, source: str) -> None:
+    """Before a download: remove what an invocation killed mid-download left (a timeout ends the
+    process, not /tmp): its partial file and the one boto3's transfer writes beside it
+    (`.<file>.<pid>.part.<random>`), and a copy of the file with other content; then check that
+    the temporary directory has room. One invocation at a time runs per execution environment,
+    so no other download is using these files."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.part*"):
+        stale.unlink(missing_ok=True)
+    target.unlink(missing_ok=True)  # its content is not the manifest's (checked by the caller)
+    free = shutil.disk_usage(target.parent).free
+    if free < database.size:
+        raise BundleError(
+            f"database {database.name!r} needs {database.size:,} bytes in {target.parent} to download"
+            f" {source}, and {free:,} are free: give the function more ephemeral storage"
+            " (lambda.ephemeral_storage; package sizes it for the databases plus 64 MB, so something"
+            " else, such as a plugin, is filling it)"
+        )
 
 
 def _download(bucket: str, key: str, target: Path, source: str) -> None:

@@ -20,8 +20,14 @@ Speed defaults, each undone from the project config (datasette-lambda.yml):
   is built on first use instead, by a table with `units` in its metadata (see
   `datasette_action_entrypoint.units`). This changes no behaviour, so there is nothing to turn back.
 
+Responses: Lambda refuses one over RESPONSE_LIMIT, measured here as the runtime sends it (`sent_size`;
+python3.12+ send non-ASCII unescaped, `keeps_non_ascii`), so an oversized one becomes a 502 that says
+what to ask for instead. A database download too large for a response redirects to its S3 copy
+(`datasette_action_entrypoint.downloads`).
+
 Environment: DATASETTE_SECRET (Datasette's signing secret; a random one per process if unset, which
-signs users out whenever a new instance starts), DATASETTE_DATA_BUCKET (for databases kept in S3),
+signs users out whenever a new instance starts), DATASETTE_DATA_BUCKET (for databases kept in S3, and
+the S3 copies that large downloads redirect to), AWS_EXECUTION_ENV (set by Lambda: the runtime),
 DATASETTE_LAMBDA_ROOT and DATASETTE_LAMBDA_TMP (for running the bundle outside Lambda).
 """
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -37,12 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from datasette_action_entrypoint.bundle import Bundle, BundleError, Environment, load_bundle
+from datasette_action_entrypoint.downloads import LOG_PREFIX, RESPONSE_LIMIT, RESPONSE_OVERHEAD
 from datasette_action_entrypoint.paths import request_path
 
-# Lambda's synchronous response limit, for the whole JSON response
-# (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
-RESPONSE_LIMIT = 6 * 1024 * 1024
-LOG_PREFIX = "datasette-lambda"
+_PYTHON_RUNTIME = re.compile(r"AWS_Lambda_python(\d+)\.(\d+)")  # AWS_EXECUTION_ENV of a Python runtime
 
 Site = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -98,7 +103,7 @@ class LambdaApp:
             )
             traceback.print_exception(error, file=sys.stderr)
             return text_response(500, "The request could not be handled; the function's log has the details.")
-        return _within_limit(response)
+        return _within_limit(response, keeps_non_ascii(self.environment().execution_env))
 
     def environment(self) -> Environment:
         if self._env is None:
@@ -125,7 +130,8 @@ class LambdaApp:
         if site is None:
             from datasette_action_entrypoint.app import make_site  # imports Datasette and Mangum
 
-            site = make_site(self.bundle(), base_url=base_url, secret=self.environment().secret)
+            env = self.environment()
+            site = make_site(self.bundle(), base_url=base_url, secret=env.secret, data_bucket=env.bucket)
             self._sites[base_url] = site
         return site
 
@@ -154,19 +160,45 @@ def use_event_loop() -> None:
     asyncio.set_event_loop(_loop)
 
 
-def _within_limit(response: dict[str, Any]) -> dict[str, Any]:
-    """The response, or an explanation when Lambda would refuse to send it (its runtime JSON-encodes
-    the response with non-ASCII escaped, so the size is measured the same way)."""
+def keeps_non_ascii(execution_env: str | None, python: tuple[int, int] | None = None) -> bool:
+    """Whether the runtime sends non-ASCII characters as UTF-8 rather than as `\\uXXXX` escapes.
+
+    Lambda's python3.12 and later runtimes send them as they are: their runtime interface client
+    encodes the response with `ensure_ascii=False` when AWS_EXECUTION_ENV names one of them
+    (awslambdaric/lambda_runtime_marshaller.py, github.com/aws/aws-lambda-python-runtime-interface-client;
+    "Response format" in https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html), while
+    python3.11 escapes them. Outside Lambda (no AWS_EXECUTION_ENV) the interpreter's version stands for
+    the runtime's: `serve` and `local-aws` run the bundle with the runtime's Python version.
+    """
+    match = _PYTHON_RUNTIME.fullmatch(execution_env or "")
+    runtime = (int(match[1]), int(match[2])) if match else (python or sys.version_info[:2])
+    return runtime >= (3, 12)
+
+
+def sent_size(response: dict[str, Any], *, unescaped: bool) -> int:
+    """The bytes of the response as the runtime sends it: JSON (the runtime's encoder, simplejson's,
+    writes the same text as the standard library's), non-ASCII as UTF-8 when `unescaped`."""
+    text = json.dumps(response, ensure_ascii=not unescaped)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _within_limit(response: dict[str, Any], unescaped: bool) -> dict[str, Any]:
+    """The response, or an explanation when Lambda would refuse to send it, measured as the
+    runtime sends it (`sent_size`)."""
     body = response.get("body")
-    if not isinstance(body, str) or len(body) < RESPONSE_LIMIT // 6:  # cannot exceed it, even escaped
+    # One character of the body takes at most 12 bytes when escaped (a surrogate pair of \uXXXX),
+    # at most 6 otherwise (a control character's \u00XX; UTF-8 needs 4 at most).
+    widest = 6 if unescaped else 12
+    if not isinstance(body, str) or len(body) * widest <= RESPONSE_LIMIT - RESPONSE_OVERHEAD:
         return response
-    size = len(json.dumps(response))
+    size = sent_size(response, unescaped=unescaped)
     if size <= RESPONSE_LIMIT:
         return response
     return text_response(
         502,
-        f"The response ({size} bytes as sent) is larger than AWS Lambda's 6 MB response limit. "
-        "Ask for less: a smaller page (?_size=), a filtered CSV, or a download from elsewhere.",
+        f"The response ({size:,} bytes as sent) is larger than AWS Lambda's 6 MB response limit. "
+        "Ask for less: a smaller page (?_size=), or a CSV of fewer rows (filters, ?_size= and the"
+        " _next= pages); the whole database is its download, /<database>.db.",
     )
 
 

@@ -321,6 +321,35 @@ def test_deploy_without_credentials_says_how_to_set_up_oidc(workspace: Path) -> 
     assert not (workspace / ".datasette-lambda").exists()  # failed before the build
 
 
+NO_FUNCTION_URLS = (
+    "AWS offers no Lambda function URLs in {region}, and deploy.frontend is function_url (the"
+    " default); use `deploy.frontend: http_api` there (an API Gateway HTTP API in front of the"
+    " function)"
+)
+
+
+def test_a_region_without_function_urls_fails_before_the_build(workspace: Path) -> None:
+    """From the aws-region input (the config says us-east-1), and from the job's AWS_REGION (as
+    aws-actions/configure-aws-credentials sets it) for a config without a region."""
+    run = run_action(workspace, {"mode": "plan", "aws-region": "ca-west-1"})
+    assert_failed(
+        run,
+        "::error file=datasette-lambda.yml,title=datasette-lambda plan failed::region ca-west-1: "
+        + NO_FUNCTION_URLS.format(region="ca-west-1"),
+    )
+    config = workspace / "datasette-lambda.yml"
+    config.write_text(TINY_CONFIG.replace("region: us-east-1\n", ""))
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    run = run_action(workspace, {"mode": "deploy"}, env={**credentials, "AWS_REGION": "me-central-1"})
+    assert_failed(
+        run,
+        "::error file=datasette-lambda.yml,title=datasette-lambda deploy failed::region me-central-1"
+        " (from the AWS environment: AWS_REGION, AWS_DEFAULT_REGION or the profile): "
+        + NO_FUNCTION_URLS.format(region="me-central-1"),
+    )
+    assert not (workspace / ".datasette-lambda").exists()  # nothing was built
+
+
 # -- plan and deploy -------------------------------------------------------------------------------
 
 

@@ -32,6 +32,8 @@ from datasette_action.config import load_config
 from datasette_action.errors import BuildError, SourceError, UserError
 from datasette_action.loader import StageJob, run_stage_job
 from datasette_action.sources import MisalignedSplit, SourcePart, find_sources, split_csv
+from datasette_action.sqlite import PINS, carried_sqlite
+from datasette_action.sqlite import sqlite3 as bundled
 
 CONFIG = "datasette-lambda.yml"
 DATABASES = Path(".datasette-lambda") / "databases"
@@ -1522,3 +1524,92 @@ def test_a_killed_build_leaves_nothing_behind_for_the_next(tmp_path: Path) -> No
     (leftover / "d.db").write_bytes(b"partial")
     build(load_config(tmp_path / "datasette-lambda.yml"))
     assert not leftover.exists()
+
+
+# -- the SQLite the site runs ---------------------------------------------------------------------
+
+
+def test_the_build_runs_the_bundled_sqlite_so_sql_newer_than_this_machines_works(project: Path) -> None:
+    """The build's SQLite is the layer's (sqlean.py): a view and a `sql:` step using SQL newer than
+    many systems' own SQLite (concat_ws and string_agg: 3.44; jsonb: 3.45) build and read back."""
+    result = run_build(
+        project,
+        """\
+        d:
+          tables:
+            t: data/x.jsonl
+          sql:
+            - create view labels as select concat_ws(':', name, tags ->> '$[0]') as label, json(jsonb(tags)) as tags from t
+            - create table names as select string_agg(name, '+') as names from t
+        """,
+        {"data/x.jsonl": '{"name": "a", "tags": ["x", "y"]}\n{"name": "b", "tags": ["z"]}\n'},
+    )
+    assert result.databases[0].views == ("labels",)
+    conn = bundled.connect(f"file:{db_path(result)}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT * FROM labels ORDER BY label").fetchall() == [
+            ("a:x", '["x","y"]'),
+            ("b:z", '["z"]'),
+        ]
+        assert conn.execute("SELECT names FROM names").fetchall() == [("a+b",)]
+        assert conn.execute("SELECT sqlite_version()").fetchone() == (carried_sqlite(PINS["3.13"]),)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (
+            "create view middle as select median(n) as m from t",
+            "view 'middle' in database 'd' cannot be queried: no such function: median",
+        ),
+        (
+            "select regexp_like('ab', 'a')",
+            "sql step failed: no such function: regexp_like; the statement was: select regexp_like('ab', 'a')",
+        ),
+    ],
+)
+def test_sql_the_bundled_sqlite_cannot_run_fails_the_build_on_its_line(
+    project: Path, step: str, message: str
+) -> None:
+    """sqlean.py's own extension functions (median, regexp_like, ...) are off in Lambda, and so in
+    the build: a step or view calling one is a build error, not a broken page."""
+    bad = f"""\
+        d:
+          tables:
+            t: data/x.csv
+          sql:
+            - "{step}"
+        """
+    assert build_error(project, bad, {"data/x.csv": "n\n1\n2\n3\n"}, BuildError) == (
+        f"datasette-lambda.yml:10: {message}"
+    )
+
+
+def test_the_views_of_a_file_database_are_checked_too(project: Path) -> None:
+    """A `file:` database is published as it is, but served by the bundled SQLite: a view that
+    SQLite cannot query fails the build (here one calling a function it does not have)."""
+    conn = sqlite3.connect(project / "old.db")
+    conn.executescript(
+        "create table t (n); insert into t values (1); create view v as select median(n) from t;"
+    )
+    conn.close()
+    message = build_error(project, "d:\n  file: old.db\n", {}, BuildError)
+    assert (
+        message
+        == "datasette-lambda.yml:6: view 'v' in database 'd' cannot be queried: no such function: median"
+    )
+
+
+def test_sqlean_extensions_switched_on_by_the_environment_stop_the_build(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SQLEAN_ENABLE_FILEIO", "1")
+    with pytest.raises(BuildError) as caught:
+        one_table(project, {"data/x.csv": "n\n1\n"})
+    assert str(caught.value) == (
+        "datasette-lambda.yml: SQLEAN_ENABLE_FILEIO is set in the environment: it turns on sqlean.py's"
+        " extension functions for the build, which the site never has (its entry point turns them off),"
+        " so a `sql:` step using them would build and then fail in Lambda; unset it"
+    )

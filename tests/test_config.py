@@ -23,6 +23,10 @@ from datasette_action.config import (
     DATASETTE_KEYS,
     DATASETTE_SETTINGS,
     DEPLOY_KEYS,
+    ENV_NAME_PATTERN,
+    FUNCTION_URL_UNSUPPORTED,
+    FUNCTION_URL_UNSUPPORTED_CLOUDFORMATION,
+    FUNCTION_URL_UNSUPPORTED_DOCUMENTED,
     LAMBDA_KEYS,
     MEMORY_MAX,
     MEMORY_MIN,
@@ -38,6 +42,7 @@ from datasette_action.config import (
     SqlStep,
     StaticMount,
     TableConfig,
+    frontend_problem,
     load_config,
     region_problem,
     stack_name_problem,
@@ -404,11 +409,11 @@ def test_lambda_section(tmp_path: Path) -> None:
               memory: 10240
               timeout: 900
               ephemeral_storage: 10240
-              reserved_concurrency: 0
+              reserved_concurrency: 1
             """
         ),
     )
-    assert config.lambda_ == LambdaConfig("3.12", "arm64", 10240, 900, 10240, 0)
+    assert config.lambda_ == LambdaConfig("3.12", "arm64", 10240, 900, 10240, 1)
 
     config = load(tmp_path, BASE + "lambda: {memory: 128, timeout: 1, reserved_concurrency: null}\n")
     assert (config.lambda_.memory, config.lambda_.timeout) == (128, 1)
@@ -425,7 +430,33 @@ def test_lambda_python_unquoted_float_is_accepted(tmp_path: Path, written: str) 
     "region", ["us-east-1", "eu-central-2", "ap-southeast-4", "us-gov-west-1", "cn-north-1"]
 )
 def test_valid_regions(tmp_path: Path, region: str) -> None:
-    assert load(tmp_path, BASE + f"region: {region}\n").region == region
+    front = "http_api" if region in FUNCTION_URL_UNSUPPORTED else "function_url"
+    assert load(tmp_path, BASE + f"region: {region}\ndeploy:\n  frontend: {front}\n").region == region
+
+
+def test_function_url_regions_match_cloudformation_in_cfn_lint() -> None:
+    """The regions without function URLs: every region whose CloudFormation registry (cfn-lint's
+    vendored provider schemas) lacks AWS::Lambda::Url is listed, and the documented ones that
+    have it there are exactly the known disagreement (eu-south-2). A new cfn-lint that changes
+    either fails here: re-read the Lambda guide and update config.FUNCTION_URL_UNSUPPORTED_*."""
+    from cfnlint.helpers import REGIONS
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    without = {r for r in REGIONS if "AWS::Lambda::Url" not in PROVIDER_SCHEMA_MANAGER.get_resource_types(r)}
+    assert without == set(FUNCTION_URL_UNSUPPORTED) - {"eu-south-2"}
+    assert set(FUNCTION_URL_UNSUPPORTED_CLOUDFORMATION) <= without
+    assert set(FUNCTION_URL_UNSUPPORTED_DOCUMENTED) - without == {"eu-south-2"}
+    assert set(FUNCTION_URL_UNSUPPORTED) <= set(REGIONS)  # every name is a region cfn-lint knows
+
+
+def test_secret_names_follow_lambdas_own_pattern() -> None:
+    """ENV_NAME_PATTERN is the key pattern of Environment.Variables in the AWS::Lambda::Function
+    schema cfn-lint vendors (AWS's resource schema)."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Lambda::Function").schema
+    variables = schema["definitions"]["Environment"]["properties"]["Variables"]
+    assert list(variables["patternProperties"]) == [ENV_NAME_PATTERN]
 
 
 def test_region_null_means_none(tmp_path: Path) -> None:
@@ -585,6 +616,9 @@ def test_the_shared_checks_for_the_front_doors() -> None:
     )
     assert region_problem("eu-west-1") is None
     assert region_problem("europe") == "'europe' is not an AWS region name such as us-east-1"
+    assert frontend_problem("function_url", "us-east-1") is None
+    assert frontend_problem("http_api", "il-central-1") is None
+    assert frontend_problem("function_url", "il-central-1") == NO_FUNCTION_URL.format(region="il-central-1")
     assert (MEMORY_MIN, MEMORY_MAX) == (128, 10240)
 
 
@@ -828,6 +862,13 @@ YAML = [
     ),
 ]
 
+NO_FUNCTION_URL = (
+    "AWS offers no Lambda function URLs in {region}, and deploy.frontend is function_url (the"
+    " default); use `deploy.frontend: http_api` there (an API Gateway HTTP API in front of the"
+    " function)"
+)
+
+
 STACK_AND_REGION = [
     *(
         bad(
@@ -859,6 +900,23 @@ STACK_AND_REGION = [
             f"region: '{region}' is not an AWS region name such as us-east-1",
         )
         for region in ["us-east", "US-EAST-1", "useast1", "us-east-1a"]
+    ),
+    # a function URL (the default front) where AWS offers none: at the line of region, or of
+    # deploy.frontend when it is written
+    *(
+        bad(
+            f"function-url-in-{region}",
+            BASE + f"region: {region}\n",
+            6,
+            f"region: {NO_FUNCTION_URL.format(region=region)}",
+        )
+        for region in ["il-central-1", "eu-south-2", "us-gov-west-1"]
+    ),
+    bad(
+        "function-url-written-in-a-region-without",
+        BASE + "deploy:\n  health_check: false\n  frontend: function_url\nregion: ca-west-1\n",
+        8,
+        f"deploy.frontend: {NO_FUNCTION_URL.format(region='ca-west-1')}",
     ),
 ]
 
@@ -1148,6 +1206,13 @@ DATASETTE = [
         "datasette.static.assets: directory 'static-files' not found (looked in {root})",
     ),
     bad(
+        "static-mounts-with-the-same-url-path",
+        BASE + "datasette:\n  static:\n    assets: static-files\n    /assets/: static-files\n",
+        9,
+        "datasette.static./assets/: '/assets/' is the same url path as 'assets' (/assets/); keep one",
+        files={"static-files/": ""},
+    ),
+    bad(
         "static-shorthand-directory-missing",
         BASE + "datasette:\n  static: static\n",
         7,
@@ -1207,8 +1272,17 @@ LAMBDA = [
             ("timeout", 1, 900, "901", "901"),
             ("timeout", 1, 900, "0", "0"),
             ("ephemeral_storage", 512, 10240, "511", "511"),
-            ("reserved_concurrency", 0, 1000, "-1", "-1"),
+            ("reserved_concurrency", 1, 1000, "-1", "-1"),
+            ("reserved_concurrency", 1, 1000, "1001", "1001"),
+            ("reserved_concurrency", 1, 1000, "false", "false"),
         ]
+    ),
+    bad(
+        "reserved-concurrency-0",
+        BASE + "lambda:\n  memory: 512\n  reserved_concurrency: 0\n",
+        8,
+        "lambda.reserved_concurrency: 0 would throttle every request (a function with reserved"
+        " concurrency 0 never runs); use at least 1, or remove the key to reserve nothing",
     ),
 ]
 
@@ -1216,6 +1290,11 @@ TAG_TEXT = "letters, digits, spaces and + - = . _ : / @"
 RESERVED_TAG = (
     "keys starting with 'aws:' are reserved by AWS, and keys starting with 'datasette-lambda:'"
     " by this tool; rename the tag"
+)
+
+NOT_LAMBDA_VARIABLE = (
+    "is not a name Lambda accepts for an environment variable: a letter, then at least one"
+    " letter, digit or _ ([a-zA-Z][a-zA-Z0-9_]+)"
 )
 
 DEPLOY = [
@@ -1312,7 +1391,16 @@ DEPLOY = [
         "secret-that-is-not-a-variable-name",
         BASE + "deploy:\n  secrets: [MAPBOX_TOKEN, 1TOKEN]\n",
         7,
-        "deploy.secrets[1]: '1TOKEN' is not an environment variable name (letters, digits, _)",
+        f"deploy.secrets[1]: '1TOKEN' {NOT_LAMBDA_VARIABLE}",
+    ),
+    *(
+        bad(
+            f"secret-{name}-that-lambda-refuses",
+            BASE + f"deploy:\n  secrets:\n    - MAPBOX_TOKEN\n    - {name}\n",
+            9,
+            f"deploy.secrets[1]: '{name}' {NOT_LAMBDA_VARIABLE}",
+        )
+        for name in ["_TOKEN", "X", "MY-TOKEN", "TOKÉN"]
     ),
     *(
         bad(

@@ -11,14 +11,18 @@ moto's own stack object, so the whole deploy runs against the real server.
 
 from __future__ import annotations
 
+import ast
 import base64
 import dataclasses
 import hashlib
 import json
 import os
+import platform
 import re
 import shutil
+import sqlite3
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,6 +48,7 @@ from datasette_action.local_aws import LocalAws
 from datasette_action.output import deploy_markdown, plan_markdown
 from datasette_action.package import PackageResult, package
 from datasette_action.template import METADATA_KEY, Template, bootstrap_stack_name, render_template
+from datasette_action_entrypoint.downloads import DOWNLOAD_LIMIT
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -280,6 +285,7 @@ def test_plan_shows_the_changes_and_leaves_the_stack_alone(
     assert "| counties | 9 | unchanged |" in markdown
     assert re.search(r"\| Modify \| Function \| AWS::Lambda::Function \| (no|may be replaced|) \|", markdown)
     assert "| function |" in markdown and "new: will be uploaded" in markdown
+    assert "\nThe site runs SQLite 3.50.4 (sqlean.py 3.50.4." in markdown  # the layer's, not Lambda's own
 
 
 def test_a_data_only_change_uploads_only_the_function_code(
@@ -307,6 +313,71 @@ def test_destroy_removes_the_stacks_and_the_artifacts(first: d.DeployResult, pro
     assert first.bucket not in {b["Name"] for b in s3().list_buckets()["Buckets"]}
     again = d.destroy(project.for_stack("site"), FAST)
     assert not again.stack_deleted and not again.bootstrap_deleted and again.objects_deleted == 0
+
+
+# -- a database too large to download through Lambda: its download redirects to S3 -------------
+
+
+@pytest.fixture(scope="module")
+def large(project: Project) -> Project:
+    """The example with a database over DOWNLOAD_LIMIT added (a `file:` database), for this
+    machine's architecture (the layer's compiled extensions, the SQLite binding among them, must
+    load in the local function process; the example's arm64 would not here)."""
+    config_path = copy_project(project, "large-site", "large-site")
+    with sqlite3.connect(config_path.parent / "data" / "big.db") as conn:
+        conn.execute("create table blobs (b blob)")
+        conn.execute("insert into blobs values (randomblob(?))", (DOWNLOAD_LIMIT,))
+    conn.close()
+    text = config_path.read_text().replace("databases:\n", "databases:\n  big:\n    file: data/big.db\n", 1)
+    machine = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+    config_path.write_text(text.replace("architecture: arm64", f"architecture: {machine}"))
+    return _package(config_path.parent)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_a_large_database_is_downloaded_from_s3_through_the_site(local_aws: LocalAws, large: Project) -> None:
+    big = next(p for p in large.result.databases if p.name == "big")
+    assert big.size > DOWNLOAD_LIMIT and big.location == "bundle"
+    assert big.s3_key == f"databases/{big.sha256}/big.db"
+    deployed = d.deploy(large.config, large.result, render_template(large.config, large.result), FAST)
+    uploads = {a.role: a for a in deployed.artifacts}
+    assert uploads["database big"].key == big.s3_key and uploads["database big"].uploaded
+    assert "database census" not in uploads  # small enough to download through the function
+    # the function's role may read that object and nothing else in the bucket
+    role = cf().describe_stack_resource(StackName="large-site", LogicalResourceId="FunctionRole")
+    document = boto3.client("iam").get_role_policy(
+        RoleName=role["StackResourceDetail"]["PhysicalResourceId"], PolicyName="datasette-function"
+    )["PolicyDocument"]
+    # moto keeps the inline policy of a role made by CloudFormation as the repr of a dict
+    policy = ast.literal_eval(document) if isinstance(document, str) else document
+    (reads,) = [s for s in policy["Statement"] if s["Sid"] == "ReadDatabases"]
+    assert (reads["Action"], reads["Resource"]) == (
+        ["s3:GetObject"],
+        [f"arn:aws:s3:::{deployed.bucket}/{big.s3_key}"],
+    )
+
+    assert deployed.url is not None
+    with pytest.raises(urllib.error.HTTPError) as redirect:  # the site answers with a redirect ...
+        urllib.request.build_opener(_NoRedirects).open(deployed.url + "big.db", timeout=60)
+    assert redirect.value.code == 302 and redirect.value.headers["cache-control"] == "no-store"
+    location = redirect.value.headers["location"]
+    assert location.startswith(f"{local_aws.endpoint_url}/{deployed.bucket}/{big.s3_key}?")
+    assert "X-Amz-Signature=" in location  # ... to a URL the function signed (moto does not check it)
+    with urllib.request.urlopen(deployed.url + "big.db", timeout=60) as download:  # followed
+        assert download.headers["content-disposition"] == 'attachment; filename="big.db"'
+        assert download.read() == big.path.read_bytes()
+    census = next(p for p in large.result.databases if p.name == "census")
+    with urllib.request.urlopen(deployed.url + "census.db", timeout=60) as small:
+        assert small.url == deployed.url + "census.db"  # no redirect: the function answers itself
+        assert small.read() == census.path.read_bytes()
+
+    again = d.deploy(large.config, large.result, render_template(large.config, large.result), FAST)
+    assert not again.changed and again.bytes_uploaded == 0  # content-addressed: nothing uploaded twice
+    d.destroy(large.config, FAST)
 
 
 # -- the command line ---------------------------------------------------------------------------

@@ -18,11 +18,12 @@ import struct
 import subprocess
 import sys
 import textwrap
+import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import datasette
 import pytest
@@ -458,17 +459,25 @@ def test_non_http_event_is_rejected(served: Path) -> None:
     assert response["body"].startswith("Not an HTTP event")
 
 
-def test_oversized_response_is_explained(served: Path) -> None:
+@pytest.mark.parametrize("unescaped", [False, True])
+def test_oversized_response_is_explained(unescaped: bool) -> None:
     big = {"statusCode": 200, "headers": {}, "body": "x" * (7 * 1024 * 1024), "isBase64Encoded": False}
-    response = handler_module._within_limit(big)
+    response = handler_module._within_limit(big, unescaped)
     assert response["statusCode"] == 502
     assert "6 MB response limit" in response["body"]
     small = {"statusCode": 200, "body": "ok"}
-    assert handler_module._within_limit(small) is small
+    assert handler_module._within_limit(small, unescaped) is small
     near = {"statusCode": 200, "body": "x" * (5 * 1024 * 1024)}  # fits as plain ASCII ...
-    assert handler_module._within_limit(near) is near
-    escaped = {"statusCode": 200, "body": "λ" * (1024 * 1024 + 1)}  # ... but not as \\u03bb escapes
-    assert handler_module._within_limit(escaped)["statusCode"] == 502
+    assert handler_module._within_limit(near, unescaped) is near
+    # ... but 1 M "λ" are 6 MB as \u03bb escapes (python3.11), 2 MB as UTF-8 (python3.12+)
+    greek = {"statusCode": 200, "body": "λ" * (1024 * 1024 + 1)}
+    assert handler_module._within_limit(greek, unescaped)["statusCode"] == (200 if unescaped else 502)
+    # one character past U+FFFF: a surrogate pair when escaped (12 bytes), 4 bytes of UTF-8
+    emoji = {"statusCode": 200, "body": "\U0001f600" * (600 * 1024)}
+    assert handler_module._within_limit(emoji, unescaped)["statusCode"] == (200 if unescaped else 502)
+    assert handler_module.sent_size(emoji, unescaped=unescaped) == len(
+        json.dumps(emoji, ensure_ascii=not unescaped).encode()
+    )
 
 
 def test_handler_string_matches_the_module() -> None:
@@ -715,6 +724,62 @@ def test_s3_object_with_the_wrong_content(
     assert capsys.readouterr().err.count("has sha256") == 1
 
 
+def test_a_killed_downloads_leftovers_are_removed_before_the_next(
+    tmp_path: Path, s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invocation killed mid-download (a timeout) leaves its partial file, and the one boto3's
+    transfer writes beside it, in /tmp, which outlives it; the next cold start clears them."""
+    root, data = s3_bundle(tmp_path)
+    s3.put_object(Bucket="data-bucket", Key="databases/abc/fixtures.db", Body=data)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    for leftover in (".fixtures.db.4242.part", ".fixtures.db.4242.part.1a2b3c4d", "fixtures.db"):
+        (tmp / leftover).write_bytes(data[:1000])  # cut short
+    (tmp / ".other.db.4242.part").write_bytes(b"x")  # another database's: left alone
+    app = LambdaApp(
+        {
+            "DATASETTE_LAMBDA_ROOT": str(root),
+            "DATASETTE_LAMBDA_TMP": str(tmp),
+            "DATASETTE_DATA_BUCKET": "data-bucket",
+        }
+    )
+    assert app(function_url_event("GET", "/fixtures/places.json"), None)["statusCode"] == 200
+    assert sorted(p.name for p in tmp.iterdir()) == [".other.db.4242.part", "fixtures.db"]
+    assert (tmp / "fixtures.db").read_bytes() == data
+    capsys.readouterr()
+
+
+def test_too_little_room_in_tmp_is_a_readable_error(
+    tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full /tmp cannot be made here without privileges: shutil.disk_usage is replaced (the
+    one stand-in) to report 10 bytes free."""
+    from datasette_action_entrypoint import bundle
+
+    root, data = s3_bundle(tmp_path)
+    s3.put_object(Bucket="data-bucket", Key="databases/abc/fixtures.db", Body=data)
+    real = bundle.shutil.disk_usage
+    monkeypatch.setattr(bundle.shutil, "disk_usage", lambda path: real(path)._replace(free=10))
+    tmp = tmp_path / "tmp"
+    app = LambdaApp(
+        {
+            "DATASETTE_LAMBDA_ROOT": str(root),
+            "DATASETTE_LAMBDA_TMP": str(tmp),
+            "DATASETTE_DATA_BUCKET": "data-bucket",
+        }
+    )
+    response = app(function_url_event("GET", "/"), None)
+    assert response["statusCode"] == 500
+    assert response["body"] == (
+        f"datasette-lambda: database 'fixtures' needs {len(data):,} bytes in {tmp} to download"
+        " s3://data-bucket/databases/abc/fixtures.db, and 10 are free: give the function more ephemeral"
+        " storage (lambda.ephemeral_storage; package sizes it for the databases plus 64 MB, so"
+        " something else, such as a plugin, is filling it)\n"
+    )
+    assert list(tmp.iterdir()) == []  # nothing was downloaded
+    capsys.readouterr()
+
+
 def test_s3_database_without_a_bucket(tmp_path: Path) -> None:
     root, _ = s3_bundle(tmp_path)
     env = Environment.from_environ({"DATASETTE_LAMBDA_ROOT": str(root)}, default_root=REPO)
@@ -723,6 +788,178 @@ def test_s3_database_without_a_bucket(tmp_path: Path) -> None:
 
     with pytest.raises(BundleError, match="DATASETTE_DATA_BUCKET is not set"):
         load_bundle(env)
+
+
+# --- database downloads too large for a Lambda response: a redirect to S3 (moto on loopback) ------
+# moto accepts presigned URLs without checking their signatures: what AWS checks (SigV4 with the
+# function's credentials, the expiry, the role's s3:GetObject on the key) is not proven here.
+
+
+def keyed_bundle(root: Path, s3: Any, **manifest_fields: Any) -> tuple[Path, bytes, str]:
+    """The test bundle with `fixtures` given an S3 key and its object in the bucket, as `package`
+    and deploy do for a database over DOWNLOAD_LIMIT (the handler redirects for any database with
+    a key, whatever its size: package decides which get one)."""
+    build_bundle(root, **manifest_fields)
+    data = (root / "databases" / "fixtures.db").read_bytes()
+    key = f"databases/{hashlib.sha256(data).hexdigest()}/fixtures.db"
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["databases"][0]["s3_key"] = key
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    s3.put_object(Bucket="data-bucket", Key=key, Body=data)
+    return root, data, key
+
+
+def data_app(root: Path, **environ: str) -> LambdaApp:
+    return LambdaApp({"DATASETTE_LAMBDA_ROOT": str(root), "DATASETTE_DATA_BUCKET": "data-bucket", **environ})
+
+
+def follow(url: str, method: str = "GET") -> tuple[int, Any, bytes]:
+    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as answer:
+        return answer.status, answer.headers, answer.read()
+
+
+@pytest.mark.parametrize("kind", BUILDERS)
+def test_a_download_too_large_for_lambda_redirects_to_s3(tmp_path: Path, s3: Any, kind: str) -> None:
+    root, data, key = keyed_bundle(tmp_path, s3)
+    app = data_app(root)
+    response = app(BUILDERS[kind]("GET", "/fixtures.db"), lambda_context())
+    assert response["statusCode"] == 302
+    assert response_header(response, "cache-control") == "no-store"
+    location = response_header(response, "location")
+    assert location is not None
+    url = urlsplit(location)
+    assert f"{url.scheme}://{url.netloc}" == os.environ["AWS_ENDPOINT_URL"]  # moto, path-style
+    assert url.path == f"/data-bucket/{key}"
+    signed = parse_qs(url.query)
+    assert signed["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and signed["X-Amz-Expires"] == ["300"]
+    assert signed["response-content-disposition"] == ['attachment; filename="fixtures.db"']
+    status, headers, body = follow(location)
+    assert (status, body) == (200, data)
+    assert headers["content-disposition"] == 'attachment; filename="fixtures.db"'
+    # a database without an S3 key is downloaded from the function as before; pages are untouched
+    other = app(BUILDERS[kind]("GET", "/other.db"), None)
+    assert other["statusCode"] == 200
+    assert response_body(other) == (root / "databases" / "other.db").read_bytes()
+    page = app(BUILDERS[kind]("GET", "/fixtures"), None)
+    assert page["statusCode"] == 200 and "places" in text(page)
+
+
+def test_a_head_request_redirects_to_a_head_url(tmp_path: Path, s3: Any) -> None:
+    root, data, _ = keyed_bundle(tmp_path, s3)
+    response = data_app(root)(function_url_event("HEAD", "/fixtures.db"), None)
+    assert response["statusCode"] == 302 and response_body(response) == b""
+    location = response_header(response, "location")
+    assert location is not None
+    status, headers, body = follow(location, "HEAD")
+    assert (status, headers["content-length"], body) == (200, str(len(data)), b"")
+
+
+def test_datasette_still_decides_who_may_download(tmp_path: Path, s3: Any) -> None:
+    """Only Datasette's own 200 becomes a redirect: its allow_download setting, its ETag's 304 and
+    its 404 for an unknown database stand."""
+    root, _, _ = keyed_bundle(tmp_path / "off", s3, settings={"allow_download": False})
+    assert data_app(root)(function_url_event("GET", "/fixtures.db"), None)["statusCode"] == 403
+    root, data, _ = keyed_bundle(tmp_path / "on", s3)
+    app = data_app(root)
+    etag = f'"{hashlib.sha256(data).hexdigest()}"'  # the inspect data's hash
+    cached = app(function_url_event("GET", "/fixtures.db", headers={"if-none-match": etag}), None)
+    assert cached["statusCode"] == 304 and response_header(cached, "location") is None
+    assert app(function_url_event("GET", "/nope.db"), None)["statusCode"] == 404
+
+
+def test_the_redirect_behind_a_base_url_and_for_a_tilde_encoded_name(tmp_path: Path, s3: Any) -> None:
+    root, _, key = keyed_bundle(tmp_path / "base", s3, base_url="/data/")
+    response = data_app(root)(rest_event("GET", "/data/fixtures.db"), None)
+    assert response["statusCode"] == 302
+    assert urlsplit(response_header(response, "location") or "").path == f"/data-bucket/{key}"
+    # a database named "census.2020" is downloaded at /census~2E2020.db (Datasette's tilde encoding)
+    dotted = tmp_path / "dotted"
+    inspect = make_database(dotted / "databases" / "census.2020.db", {"t": ("x integer", [(1,)])})
+    database = manifest_database(
+        "census.2020", dotted / "databases" / "census.2020.db", s3_key="databases/abc/census.2020.db"
+    )
+    manifest = Manifest(databases=(database,), inspect_data={"census.2020": inspect}, settings={})
+    (dotted / "manifest.json").write_text(manifest.to_json())
+    response = data_app(dotted)(http_api_event("GET", "/census~2E2020.db"), None)
+    assert response["statusCode"] == 302
+    assert urlsplit(response_header(response, "location") or "").path == (
+        "/data-bucket/databases/abc/census.2020.db"
+    )
+
+
+def test_a_url_that_cannot_be_signed_is_explained(
+    tmp_path: Path, no_aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No credentials at all (Lambda always gives the function its role's): a 502 that says why."""
+    build_bundle(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["databases"][0]["s3_key"] = "databases/abc/fixtures.db"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    response = data_app(tmp_path)(function_url_event("GET", "/fixtures.db"), None)
+    message = (
+        "datasette-lambda: could not sign a URL for s3://data-bucket/databases/abc/fixtures.db:"
+        " Unable to locate credentials"
+    )
+    assert (response["statusCode"], response["body"]) == (502, message + "\n")
+    assert capsys.readouterr().err.count(message) == 1
+
+
+def test_without_boto3_datasette_answers_itself(
+    tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As under `serve`, whose bundle has no boto3 (simulated here: this venv has it), the download
+    is Datasette's own; the handler's size check then judges it (this one is small)."""
+    from datasette_action_entrypoint import downloads
+
+    def no_boto3() -> Any:
+        raise ImportError("No module named 'boto3'")
+
+    monkeypatch.setattr(downloads, "default_presigner", no_boto3)
+    root, data, _ = keyed_bundle(tmp_path, s3)
+    response = data_app(root)(function_url_event("GET", "/fixtures.db"), None)
+    assert response["statusCode"] == 200 and response_body(response) == data
+
+
+# --- the response size as each runtime sends it ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("execution_env", "python", "unescaped"),
+    [
+        ("AWS_Lambda_python3.11", (3, 13), False),  # Lambda's runtime, not the interpreter, decides
+        ("AWS_Lambda_python3.12", (3, 11), True),
+        ("AWS_Lambda_python3.13", (3, 13), True),
+        ("AWS_Lambda_python3.14", (3, 14), True),
+        (None, (3, 11), False),  # outside Lambda (serve, local-aws): the interpreter's version
+        (None, (3, 13), True),
+        ("AWS_Lambda_nodejs22.x", (3, 11), False),
+    ],
+)
+def test_which_runtimes_send_non_ascii_unescaped(
+    execution_env: str | None, python: tuple[int, int], unescaped: bool
+) -> None:
+    assert handler_module.keeps_non_ascii(execution_env, python) is unescaped
+
+
+@pytest.mark.parametrize(("runtime", "status"), [("python3.13", 200), ("python3.11", 502)])
+def test_a_utf8_heavy_csv_is_measured_as_the_runtime_sends_it(
+    tmp_path: Path, runtime: str, status: int
+) -> None:
+    """1.5 million "λ": 3 MB as UTF-8 (python3.12+ send that), 9 MB as \\u03bb escapes (3.11)."""
+    words = "λ" * 1_500_000
+    inspect = make_database(tmp_path / "databases" / "greek.db", {"words": ("word text", [(words,)])})
+    database = manifest_database("greek", tmp_path / "databases" / "greek.db")
+    manifest = Manifest(databases=(database,), inspect_data={"greek": inspect}, settings={})
+    (tmp_path / "manifest.json").write_text(manifest.to_json())
+    app = LambdaApp({"DATASETTE_LAMBDA_ROOT": str(tmp_path), "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}"})
+    response = app(function_url_event("GET", "/greek/words.csv"), None)
+    assert response["statusCode"] == status
+    if status == 200:
+        assert text(response).splitlines() == ["rowid,word", f"1,{words}"]
+    else:
+        assert text(response).startswith("The response (9,00")
+        assert "larger than AWS Lambda's 6 MB response limit" in text(response)
+        assert "a CSV of fewer rows" in text(response)
 
 
 # --- a fresh process: only the bundle and the dependencies on sys.path ----------------------------

@@ -13,14 +13,17 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from packaging.requirements import Requirement
 
 from datasette_action import package as package_module
 from datasette_action.build import BuildResult, BuiltDatabase, build
@@ -51,7 +54,18 @@ from datasette_action.package import (
 )
 from datasette_action.pyc import UNCHECKED_HASH_FLAGS, compile_tree, find_interpreter, pyc_flags
 from datasette_action.serve import local_lambda
+from datasette_action.sqlite import (
+    PINS,
+    Sqlite,
+    build_sqlite,
+    bundled_sqlite,
+    carried_sqlite,
+    mismatch_warning,
+    requirement,
+    sqlite3,
+)
 from datasette_action.zips import FIXED_TIME, file_sha256, write_zip
+from datasette_action_entrypoint.downloads import DOWNLOAD_LIMIT
 from datasette_action_entrypoint.manifest import HANDLER, load_manifest
 
 CONFIG = "datasette-lambda.yml"
@@ -144,8 +158,9 @@ def test_layer_holds_datasette_and_mangum_built_for_cp313_manylinux_x86_64(packa
     so_files = {path.name for path in tree.rglob("*.so")}
     assert "_yaml.cpython-313-x86_64-linux-gnu.so" in so_files
     assert any(name.startswith("_speedups.cpython-313-x86_64") for name in so_files)  # MarkupSafe
+    assert "_sqlite3.cpython-313-x86_64-linux-gnu.so" in {p.name for p in (tree / "sqlean").iterdir()}
     assert not any("aarch64" in name or "cpython-311" in name for name in so_files)
-    assert packaged.result.requirements == ("datasette", "mangum", PLUGIN)
+    assert packaged.result.requirements == ("datasette", "mangum", "sqlean.py==3.50.4.5", PLUGIN)
     assert (packaged.result.python, packaged.result.architecture) == ("3.13", "x86_64")
 
 
@@ -213,7 +228,9 @@ def test_arm64_picks_aarch64_wheels(packaged_arm64: Packaged) -> None:
     tree = layer_tree(packaged_arm64.result)
     so_files = {path.name for path in tree.rglob("*.so")}
     assert "_yaml.cpython-312-aarch64-linux-gnu.so" in so_files
+    assert "_sqlite3.cpython-312-aarch64-linux-gnu.so" in so_files  # the SQLite binding, sqlean.py
     assert not any("x86_64" in name for name in so_files)
+    assert packaged_arm64.result.sqlite.version == "3.50.4"
     assert packaged_arm64.result.layer.sha256 != "" and packaged_arm64.result.architecture == "arm64"
 
 
@@ -259,7 +276,17 @@ def test_the_function_zip_holds_only_the_lambda_modules(packaged: Packaged) -> N
         names = [n for n in archive.namelist() if n.startswith(f"{LAMBDA_PACKAGE}/")]
     sources = sorted(n for n in names if "/__pycache__/" not in n)
     assert sources == sorted(f"{LAMBDA_PACKAGE}/{module}.py" for module in LAMBDA_MODULES)
-    assert LAMBDA_MODULES == ("__init__", "app", "bundle", "handler", "manifest", "paths", "units")
+    assert LAMBDA_MODULES == (
+        "__init__",
+        "app",
+        "bundle",
+        "downloads",
+        "handler",
+        "manifest",
+        "paths",
+        "sqlite",
+        "units",
+    )
     compiled = {n.removeprefix(f"{LAMBDA_PACKAGE}/__pycache__/") for n in names if "/__pycache__/" in n}
     assert compiled <= {f"{module}.cpython-313.pyc" for module in LAMBDA_MODULES}
     assert not [n for n in archive.namelist() if n.startswith("entrypoint/") or "events" in n]
@@ -324,6 +351,27 @@ def test_the_bundle_serves_datasette_with_the_plugins(packaged: Packaged) -> Non
     ]
     assert {p["name"] for p in json.loads(plugins["body"])} == {"datasette-pretty-json", "hello.py"}
     assert json.loads(versions["body"])["uvicorn"] is None  # pruned; Datasette imports it optionally
+
+
+@pytest.mark.skipif(
+    PY313 is None or platform.machine() != "x86_64", reason="runs the x86_64 cp313 bundle with python3.13"
+)
+def test_the_site_runs_the_bundled_sqlite_not_the_runtimes(packaged: Packaged) -> None:
+    """/-/versions.json, asked through serve's local Lambda, shows the layer's SQLite: the pinned
+    binding's, which is not the one python3.13 here links (that one is this machine's)."""
+    with local_lambda(packaged.result) as function:
+        versions = json.loads(function.invoke(function_url_event("GET", "/-/versions.json"))["body"])
+    assert versions["sqlite"]["version"] == packaged.result.sqlite.version == carried_sqlite(PINS["3.13"])
+    assert {"FTS5", "FTS4"} <= set(versions["sqlite"]["fts_versions"])
+    assert "ENABLE_MATH_FUNCTIONS" in versions["sqlite"]["compile_options"]
+    assert PY313 is not None
+    runtime = subprocess.run(
+        [str(PY313), "-I", "-c", "import sqlite3; print(sqlite3.sqlite_version)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert runtime != versions["sqlite"]["version"]  # or this test would prove nothing
 
 
 # -- cache and determinism ------------------------------------------------------------------------
@@ -409,16 +457,31 @@ def fake(name: str, size: int) -> BuiltDatabase:
 
 
 def test_databases_that_fit_stay_in_the_bundle() -> None:
-    placement = place_databases([fake("a", 100 * MB), fake("b", 50 * MB)], 20 * MB, 512)
+    placement = place_databases([fake("a", 100 * MB), fake("b", 4 * MB)], 20 * MB, 512)
     assert [(p.name, p.location, p.s3_key) for p in placement.databases] == [
-        ("a", "bundle", None),
+        ("a", "bundle", f"databases/{'a' * 64}/a.db"),  # too large to download through Lambda
         ("b", "bundle", None),
     ]
     assert placement.ephemeral_storage == 512
     assert (
         placement.databases[1].reason
-        == "fits in the function code (180.0 MB left of Lambda's 250 MB unzipped limit)"
+        == "fits in the function code (226.0 MB left of Lambda's 250 MB unzipped limit)"
     )
+    assert placement.databases[0].reason == (
+        "fits in the function code (126.0 MB left of Lambda's 250 MB unzipped limit); its download is"
+        " over the 4.5 MB a Lambda response can carry: it redirects to a copy uploaded to S3"
+    )
+
+
+def test_a_database_too_large_to_download_through_lambda_gets_an_s3_key() -> None:
+    """Lambda's responses carry 6 MB of JSON, in which binary bodies are base64 (4 bytes per 3):
+    4,712,448 bytes of database leave 8 KB for the headers."""
+    assert DOWNLOAD_LIMIT == 4_712_448 and DOWNLOAD_LIMIT // 3 * 4 + 8 * 1024 == 6 * 1024 * 1024
+    placement = place_databases([fake("a", DOWNLOAD_LIMIT), fake("b", DOWNLOAD_LIMIT + 1)], 20 * MB, 512)
+    assert [(p.name, p.location, p.s3_key) for p in placement.databases] == [
+        ("a", "bundle", None),
+        ("b", "bundle", f"databases/{'b' * 64}/b.db"),
+    ]
 
 
 def test_databases_that_do_not_fit_go_to_s3_smallest_stay() -> None:
@@ -434,7 +497,8 @@ def test_databases_that_do_not_fit_go_to_s3_smallest_stay() -> None:
     assert big.s3_key == f"databases/{'b' * 64}/big.db"
     assert big.reason == (
         "200.0 MB does not fit beside the code (50.0 MB left of Lambda's 250 MB unzipped limit):"
-        " uploaded to S3, copied into /tmp at cold start"
+        " uploaded to S3, copied into /tmp at cold start; its download is over the 4.5 MB a Lambda"
+        " response can carry: it redirects to the object in S3"
     )
     assert placement.ephemeral_storage == 512  # 200 MB + 64 MB to spare fit in the configured 512
 
@@ -514,6 +578,74 @@ def test_package_over_the_limit_fails_before_zipping(
     assert (package_dir / "app" / "manifest.json").is_file()
 
 
+# -- the SQLite binding ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("python", sorted(PINS))
+@pytest.mark.parametrize("architecture", ["x86_64", "arm64"])
+def test_the_pinned_sqlite_binding_has_a_wheel_for_every_runtime_and_cpu(
+    python: str, architecture: str, tmp_path: Path
+) -> None:
+    """pip finds a wheel of the pin for each Lambda runtime's glibc and CPU (pip download, no deps)."""
+    argv = pip_argv(Target(python, architecture), (requirement(python),), tmp_path)
+    argv[3] = "download"  # same platform options; --target becomes the download directory
+    argv[4] = "--dest"
+    argv.remove("--no-compile")
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    machine = "aarch64" if architecture == "arm64" else "x86_64"
+    assert wheel.name.startswith(f"sqlean_py-{PINS[python]}-cp{python.replace('.', '')}-")
+    assert wheel.name.endswith(f"_{machine}.whl")
+
+
+def test_pyproject_pins_the_builds_binding_as_the_layer_of_the_same_python() -> None:
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    pins = [Requirement(r) for r in project["project"]["dependencies"] if r.startswith("sqlean.py")]
+    for python, version in PINS.items():
+        (pin_here,) = [r for r in pins if r.marker is None or r.marker.evaluate({"python_version": python})]
+        assert str(pin_here.specifier) == f"=={version}"
+    assert carried_sqlite(PINS["3.11"]) == carried_sqlite(PINS["3.14"])  # one SQLite everywhere
+
+
+def test_sqlean_versions_name_the_sqlite_they_carry() -> None:
+    assert carried_sqlite("3.50.4.5") == "3.50.4"
+    assert carried_sqlite("3.47.0") == "3.47.0"
+    assert carried_sqlite("0.21.8.5") is None  # numbered after sqlean itself, before 3.45.0
+    assert carried_sqlite("not a version") is None
+    # the rule holds for the binding installed here: its metadata's version names the SQLite it runs
+    here = build_sqlite()
+    assert here.version == sqlite3.sqlite_version == carried_sqlite(here.binding_version)
+    assert here.binding_version == PINS[f"{sys.version_info.major}.{sys.version_info.minor}"]
+
+
+def test_the_layers_binding_is_read_from_its_metadata(tmp_path: Path) -> None:
+    where = Location(tmp_path / CONFIG)
+    with pytest.raises(PackageError) as caught:
+        bundled_sqlite(tmp_path, where)
+    assert caught.value.message == "the dependencies have no sqlean.py, the SQLite the site runs"
+    info = tmp_path / "sqlean_py-0.21.8.5.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sqlean.py\nVersion: 0.21.8.5\n")
+    with pytest.raises(PackageError) as caught:
+        bundled_sqlite(tmp_path, where)
+    assert caught.value.message == (
+        "cannot tell which SQLite sqlean.py 0.21.8.5 carries: releases from 3.45.0 on are named after it;"
+        " pin a later one (plugins: [sqlean.py==3.50.4.5]) or leave it out for the default"
+    )
+
+
+def test_a_build_sqlite_other_than_the_sites_is_a_warning() -> None:
+    site = Sqlite("sqlean.py", "3.50.4.5", "3.50.4")
+    assert mismatch_warning(Sqlite("sqlean.py", "3.50.4.4", "3.50.4"), site) is None  # same SQLite
+    assert mismatch_warning(Sqlite("sqlean.py", "3.49.1", "3.49.1"), site) == (
+        "the databases were built with SQLite 3.49.1 (sqlean.py 3.49.1 here) but the site will run SQLite"
+        " 3.50.4 (sqlean.py 3.50.4.5 in the layer): a `sql:` step or view may work in one and not the other."
+        " Reinstall datasette-lambda-action here to get the sqlean.py it pins, or list the sqlean.py"
+        " installed here among the plugins"
+    )
+
+
 # -- pip: requirements, command line, errors ------------------------------------------------------
 
 WHERE = Location(Path("datasette-lambda.yml"))
@@ -521,9 +653,12 @@ WHERE = Location(Path("datasette-lambda.yml"))
 
 def test_requirements_and_pins(packaged: Packaged) -> None:
     datasette = packaged.config.datasette
-    assert requirements(datasette) == ("datasette", "mangum", PLUGIN)
-    pinned_mangum = DatasetteConfig("0.65.1", {}, ("mangum==0.19.0", "Datasette-Vega"), (), None, None)
-    assert requirements(pinned_mangum) == ("datasette==0.65.1", "mangum==0.19.0", "Datasette-Vega")
+    assert requirements(datasette, "3.13") == ("datasette", "mangum", "sqlean.py==3.50.4.5", PLUGIN)
+    # python3.11's Amazon Linux 2 needs the release with glibc 2.17 wheels
+    assert requirements(datasette, "3.11")[2] == "sqlean.py==3.50.4.4"
+    plugins = ("mangum==0.19.0", "Datasette-Vega", "SQLean.py==3.50.4.2")
+    pinned = DatasetteConfig("0.65.1", {}, plugins, (), None, None)
+    assert requirements(pinned, "3.13") == ("datasette==0.65.1", *plugins)
     assert pin("datasette", "==0.65.1") == "datasette==0.65.1"
     assert pin("datasette", ">=0.65,<0.66") == "datasette>=0.65,<0.66"
     assert pin("datasette", "0.65.*") == "datasette==0.65.*"
@@ -610,6 +745,7 @@ def test_cli_package_json(packaged: Packaged, tmp_path: Path) -> None:
         "architecture",
         "compiled",
         "requirements",
+        "sqlite",
         "python_path",
         "manifest",
         "ephemeral_storage",
@@ -643,5 +779,41 @@ def test_cli_package_json(packaged: Packaged, tmp_path: Path) -> None:
         ("census", "bundle"),
         ("places", "bundle"),
     ]
+    # the SQLite the site will run, read from the layer; the build ran the same
+    assert data["sqlite"] == {"binding": "sqlean.py", "binding_version": "3.50.4.5", "version": "3.50.4"}
+    assert data["sqlite"]["version"] == sqlite3.sqlite_version
+    assert "requirements" in data and "sqlean.py==3.50.4.5" in data["requirements"]
     assert "Packaged for Lambda python3.13 x86_64" in result.stderr
+    assert "  sqlite    SQLite 3.50.4 (sqlean.py 3.50.4.5, in the layer)\n" in result.stderr
     assert "dependencies unchanged: reusing layer-" in result.stderr
+
+
+def test_cli_package_json_shows_a_database_too_large_to_download_through_lambda(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    """A database over DOWNLOAD_LIMIT stays in the function code and gets an S3 key (deploy uploads
+    it there; its download redirects to it): `package --json` says so, the manifest records it."""
+    import sqlite3 as stdlib_sqlite3
+
+    config_path = copy_project(packaged, tmp_path)
+    with stdlib_sqlite3.connect(config_path.parent / "data" / "big.db") as conn:
+        conn.execute("create table blobs (b blob)")
+        conn.execute("insert into blobs values (zeroblob(?))", (DOWNLOAD_LIMIT,))
+    conn.close()
+    config = config_path.read_text().replace("databases:\n", "databases:\n  big:\n    file: data/big.db\n", 1)
+    config_path.write_text(config)
+    result = CliRunner().invoke(cli, ["package", "-c", str(config_path), "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    placed = {d["name"]: d for d in data["databases"]}
+    big = placed["big"]
+    assert big["size"] > DOWNLOAD_LIMIT
+    assert (big["location"], big["s3_key"]) == ("bundle", f"databases/{big['sha256']}/big.db")
+    assert big["reason"].endswith(
+        "; its download is over the 4.5 MB a Lambda response can carry: it redirects to a copy uploaded to S3"
+    )
+    assert [placed[name]["s3_key"] for name in ("census", "places")] == [None, None]
+    manifest_path = Path(data["manifest"])
+    (entry,) = [d for d in load_manifest(manifest_path).databases if d.name == "big"]
+    assert (entry.location, entry.s3_key, entry.sha256) == ("bundle", big["s3_key"], big["sha256"])
+    assert (manifest_path.parent / "databases" / "big.db").stat().st_size == big["size"]

@@ -220,7 +220,12 @@ def test_the_zips_hold_the_database_and_the_manifest(generated: Generated, input
 
 def test_install_adds_the_plugin_to_the_layer(generated: Generated) -> None:
     (record,) = generated.directory.glob(".datasette-lambda/package/deps-*/layer.json")
-    assert json.loads(record.read_text())["requirements"] == ["datasette", "mangum", PLUGIN]
+    assert json.loads(record.read_text())["requirements"] == [
+        "datasette",
+        "mangum",
+        "sqlean.py==3.50.4.5",
+        PLUGIN,
+    ]
     with zipfile.ZipFile(zip_named(generated.directory, "layer")) as layer:
         assert any(name.startswith("python/datasette_json_html/") for name in layer.namelist())
 
@@ -329,6 +334,28 @@ def test_user_errors_are_one_line(
     assert result.output.splitlines() == [message.format(**values)]
     assert isinstance(result.exception, SystemExit)
     assert list(tmp_path.iterdir()) == []  # checked before anything is written
+
+
+@pytest.mark.parametrize("given", ["--region", "AWS_REGION"])
+def test_a_region_without_function_urls_fails_before_the_build(
+    inputs: Inputs, no_aws: None, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    if given == "AWS_REGION":
+        monkeypatch.setenv("AWS_REGION", "il-central-1")
+        where = (
+            "region il-central-1 (from the AWS environment: AWS_REGION, AWS_DEFAULT_REGION or the profile)"
+        )
+    else:
+        where = "region"
+    arguments = ["--region", "il-central-1"] if given == "--region" else []
+    result = publish(inputs.database, "--stack", "x", *arguments)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: {where}: AWS offers no Lambda function URLs in il-central-1, and deploy.frontend is"
+        " function_url (the default); use `deploy.frontend: http_api` there (an API Gateway HTTP API in"
+        " front of the function)"
+    ]
+    assert "Built" not in result.output and "pip" not in result.output
 
 
 def test_extra_options_become_typed_settings() -> None:

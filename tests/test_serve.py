@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
@@ -33,10 +33,12 @@ from datasette_action.serve import (
     Bundle,
     LocalLambda,
     architecture_warning,
+    binding_loads_here,
     bootstrap,
     local_lambda,
     make_server,
 )
+from datasette_action.sqlite import PINS, carried_sqlite
 from datasette_action_entrypoint.manifest import HANDLER
 
 # A tiny PNG (1x1), to prove binary static files survive the base64 round trip.
@@ -94,6 +96,67 @@ def test_the_bundle_runs_alone_in_a_fresh_process_of_the_target_python(
     # nothing from this machine's site-packages: the datasette running is the bundle's
     status, _, body = get(function, events.function_url_event("GET", "/-/versions.json"))
     assert "/site-packages/" not in body.decode()
+
+
+def test_the_preview_runs_the_sqlite_lambda_will_run(packaged: Packaged, function: LocalLambda) -> None:
+    """The example is an arm64 bundle: on another CPU the local run puts the same sqlean.py release,
+    built for this machine, before the layer, so /-/versions still shows the layer's SQLite."""
+    status, _, body = get(function, events.function_url_event("GET", "/-/versions.json"))
+    assert status == 200
+    sqlite = json.loads(body)["sqlite"]
+    assert sqlite["version"] == packaged.result.sqlite.version == carried_sqlite(PINS["3.13"])
+    assert "FTS5" in sqlite["fts_versions"]
+    layer = packaged.result.layer.directory / "python"
+    assert binding_loads_here(layer, "aarch64", "Linux") and not binding_loads_here(layer, "x86_64", "Linux")
+    assert not binding_loads_here(layer, "aarch64", "Darwin")  # manylinux wheels load on Linux only
+
+
+def test_full_text_search_and_json_functions_answer_through_the_handler(function: LocalLambda) -> None:
+    """FTS5 (Datasette's ?_search= over the example's counties_fts, bm25()) and the JSON functions,
+    some newer than this machine's own SQLite 3.40 (jsonb: 3.45, concat_ws: 3.44)."""
+    status, _, body = get(
+        function,
+        events.function_url_event("GET", "/census/counties.json", query="_search=Bay+Minette&_shape=array"),
+    )
+    assert status == 200 and [row["name"] for row in json.loads(body)] == ["Baldwin County"]
+    sql = (
+        "select l.name, concat_ws(', ', c.name, c.state) as place, l.tags ->> '$[0]' as first,"
+        " json_array_length(jsonb(l.tags)) as tags, bm25(counties_fts) < 0 as ranked"
+        " from landmarks l join json_each(l.tags) t on t.value = 'art deco'"
+        " join counties c on c.fips = l.county"
+        " join counties_fts on counties_fts.rowid = c.rowid and counties_fts match 'county'"
+        " order by l.id"
+    )
+    status, _, body = get(
+        function,
+        events.function_url_event("GET", "/census.json", query=urlencode({"sql": sql, "_shape": "array"})),
+    )
+    assert status == 200, body
+    assert json.loads(body) == [
+        {
+            "name": "Golden Gate Bridge",
+            "place": "San Francisco County, CA",
+            "first": "bridge",
+            "tags": 2,
+            "ranked": 1,
+        },
+        {
+            "name": "Empire State Building",
+            "place": "New York County, NY",
+            "first": "skyscraper",
+            "tags": 2,
+            "ranked": 1,
+        },
+    ]
+
+
+def test_sqlean_extensions_stay_off_whatever_the_functions_environment_says(packaged: Packaged) -> None:
+    """sqlean.py turns its extension functions on for every connection when SQLEAN_ENABLE* is set;
+    the entry point removes those first: no readfile() showing a visitor the function's files."""
+    sql = urlencode({"sql": "select readfile('/etc/hostname') as f", "_shape": "array"})
+    with local_lambda(packaged.result, env={"SQLEAN_ENABLE": "1", "SQLEAN_ENABLE_FILEIO": "1"}) as function:
+        status, _, body = get(function, events.function_url_event("GET", "/census.json", query=sql))
+    assert status == 400 and "no such function: readfile" in body.decode()
 
 
 def test_every_database_and_table_page_answers_a_function_url_event(

@@ -33,6 +33,7 @@ from datasette_action.config import (
     LambdaConfig,
 )
 from datasette_action.package import DatabasePlacement, PackageResult
+from datasette_action.sqlite import Sqlite
 from datasette_action.template import (
     CAPABILITIES,
     FUNCTION_NAME_MAX,
@@ -52,6 +53,7 @@ from datasette_action.template import (
     to_json,
 )
 from datasette_action.zips import Artifact
+from datasette_action_entrypoint.downloads import DOWNLOAD_LIMIT
 from datasette_action_entrypoint.manifest import HANDLER
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -118,6 +120,7 @@ def make_result(
         databases=databases or (database("census", "bundle"),),
         manifest=Path("/nonexistent/manifest.json"),
         requirements=("datasette", "mangum"),
+        sqlite=Sqlite("sqlean.py", "3.50.4.5", "3.50.4"),
         warnings=(),
     )
 
@@ -130,6 +133,26 @@ def in_s3() -> tuple[DatabasePlacement, ...]:
     return (database("small", "bundle"), database("big", "s3", "4" * 64))
 
 
+def large_download(name: str = "large", sha256: str = "5" * 64) -> DatabasePlacement:
+    """A database in the function code too large to download through Lambda: an S3 copy, as
+    `package` places it."""
+    return DatabasePlacement(
+        name,
+        f"{name}.db",
+        Path(f"/nonexistent/{name}.db"),
+        sha256,
+        DOWNLOAD_LIMIT + 1,
+        "bundle",
+        f"databases/{sha256}/{name}.db",
+        "test",
+    )
+
+
+def keyed() -> tuple[DatabasePlacement, ...]:
+    """One database of each kind: in the bundle, in S3, in the bundle with an S3 copy."""
+    return (*in_s3(), large_download())
+
+
 # Every variant cfn-lint checks: name -> the rendered template's JSON.
 VARIANTS = {
     "default": lambda: render(make_config()).to_json(),
@@ -139,6 +162,7 @@ VARIANTS = {
     ).to_json(),
     "secrets": lambda: render(make_config(secrets=("MAPBOX_TOKEN", "api_key", "API_KEY"))).to_json(),
     "database_in_s3": lambda: render(make_config(), databases=in_s3(), ephemeral_storage=2048).to_json(),
+    "s3_databases": lambda: render(make_config(), databases=keyed()).to_json(),
     "tags": lambda: render(make_config(tags={"team": "data", "cost-centre": "42", "env": "prod"})).to_json(),
     "arm64": lambda: render(make_config(lambda_=LambdaConfig(architecture="arm64"))).to_json(),
     "everything": lambda: render(
@@ -178,6 +202,12 @@ def check_golden(name: str, text: str) -> None:
 )
 def test_golden_templates(name: str, frontend: str) -> None:
     check_golden(name, render(make_config(frontend=frontend)).to_json())
+
+
+def test_golden_template_with_databases_in_s3() -> None:
+    """The role reads exactly the databases' keys (parameters DatabaseKey1, ...): one in S3, one
+    whose download redirects to its S3 copy."""
+    check_golden("template-s3-databases.json", VARIANTS["s3_databases"]())
 
 
 def test_golden_bootstrap_template() -> None:
@@ -317,6 +347,27 @@ def test_data_bucket_variable_only_when_a_database_is_in_s3() -> None:
     body = render(make_config(), databases=in_s3()).body
     variables = resources_of(body, "AWS::Lambda::Function")[0]["Environment"]["Variables"]
     assert variables["DATASETTE_DATA_BUCKET"] == {"Ref": "ArtifactBucket"}
+    # a database whose download redirects to its S3 copy needs the bucket too
+    body = render(make_config(), databases=(database("small", "bundle"), large_download())).body
+    variables = resources_of(body, "AWS::Lambda::Function")[0]["Environment"]["Variables"]
+    assert variables["DATASETTE_DATA_BUCKET"] == {"Ref": "ArtifactBucket"}
+
+
+def test_the_databases_keys_are_parameters() -> None:
+    """Their values change with the data, so they are parameters (a data-only deploy sends the same
+    template); deploy sets them from the package, and the role may read exactly those objects."""
+    rendered = render(make_config(), databases=keyed())
+    assert {k: v for k, v in rendered.parameters.items() if k.startswith("DatabaseKey")} == {
+        "DatabaseKey1": f"databases/{'4' * 64}/big.db",
+        "DatabaseKey2": f"databases/{'5' * 64}/large.db",
+    }
+    for name, key in rendered.parameters.items():
+        if name.startswith("DatabaseKey"):
+            assert re.fullmatch(rendered.body["Parameters"][name]["AllowedPattern"], key)
+    assert "DatabaseKey1" not in render(make_config()).body["Parameters"]
+    changed = render(make_config(), databases=(*in_s3(), large_download(sha256="6" * 64)))
+    assert changed.to_json() == rendered.to_json()
+    assert changed.parameters["DatabaseKey2"] == f"databases/{'6' * 64}/large.db"
 
 
 def test_function_url_has_both_public_permissions() -> None:
@@ -378,7 +429,7 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-@pytest.mark.parametrize("variant", ["default", "http_api", "database_in_s3", "everything"])
+@pytest.mark.parametrize("variant", ["default", "http_api", "database_in_s3", "s3_databases", "everything"])
 def test_least_privilege(variant: str) -> None:
     body = json.loads(VARIANTS[variant]())
     (role,) = resources_of(body, "AWS::IAM::Role")
@@ -401,13 +452,18 @@ def test_least_privilege(variant: str) -> None:
         },
     }
     s3 = [s for s in found if any(a.startswith("s3:") for a in as_list(s["Action"]))]
-    if variant in ("database_in_s3", "everything"):
+    # exactly the objects of the databases with an S3 key, never databases/*
+    keys = {"database_in_s3": 1, "everything": 1, "s3_databases": 2}.get(variant, 0)
+    if keys:
         assert s3 == [
             {
                 "Sid": "ReadDatabases",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
-                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/databases/*"},
+                "Resource": [
+                    {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/${{DatabaseKey{n}}}"}
+                    for n in range(1, keys + 1)
+                ],
             }
         ]
     else:

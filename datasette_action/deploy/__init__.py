@@ -1,8 +1,10 @@
 """Deploy stage: the only package that talks to AWS (boto3).
 
-    deploy:  who am I -> the stack's state (ours? busy? a failed first create?) -> artifacts bucket
-             (bootstrap stack or deploy.bucket) -> uploads by content hash -> change set -> wait ->
-             describe -> execute -> wait -> outputs -> deployed-state file -> health check
+    deploy:  who am I -> the stack's state (ours? busy? a failed first create?) -> what AWS would
+             refuse later (deploy.bucket's region, reserved concurrency, a log group in the way)
+             -> artifacts bucket (bootstrap stack or deploy.bucket) -> uploads by content hash ->
+             change set -> wait -> describe -> execute -> wait -> outputs -> deployed-state file
+             -> health check
     plan:    the same up to the change set, which is described and deleted; nothing is uploaded
              and the live stack is not changed. Without credentials it says so and stays offline.
     destroy: the main stack, the objects this tool wrote, and the bootstrap stack it made.
@@ -16,6 +18,7 @@ its `Error.Code` in this package and nowhere else; the one message AWS forces us
     data.py         the plain data in and out (DeployOptions, Upload, ChangeSet, DeployResult, ...)
     session.py      the boto3 session, the credentials check, botocore's errors translated
     stacks.py       stack states: describe, ownership, settle, wait, failure events, delete
+    preflight.py    the account's and its resources' realities, checked before any change
     change_sets.py  StackRequest, its parameters and tags, change sets (create ... execute, `apply`)
     artifacts.py    the artifacts bucket, uploads by content hash, the deployed-state file
     modes.py        `deploy`, `plan`, `destroy`, and the health check
@@ -50,6 +53,7 @@ from datasette_action.deploy.session import (
     Aws,
     aws_session,
     check_credentials,
+    environment_region,
     has_credentials,
     is_no_changes,
 )
@@ -78,6 +82,7 @@ __all__ = [
     "create_change_set",
     "deploy",
     "destroy",
+    "environment_region",
     "execute_change_set",
     "has_credentials",
     "health_check",

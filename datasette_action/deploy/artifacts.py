@@ -4,7 +4,8 @@ the objects this tool wrote."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -28,13 +29,12 @@ STATE_PREFIX = "state/"
 
 
 def artifacts_bucket(
-    aws: Aws, config: Config, identity: Identity, options: DeployOptions, *, create: bool
+    aws: Aws, config: Config, options: DeployOptions, *, create: bool
 ) -> tuple[str | None, bool]:
-    """deploy.bucket, checked; or the bootstrap stack's bucket, created (or updated) when
-    `create`. Returns the bucket (None: no bootstrap stack yet and not `create`) and whether the
-    bootstrap stack changed."""
-    if config.deploy.bucket:
-        check_own_bucket(aws, config.deploy.bucket, identity)
+    """deploy.bucket (`check_own_bucket` checked it first); or the bootstrap stack's bucket,
+    created (or updated) when `create`. Returns the bucket (None: no bootstrap stack yet and not
+    `create`) and whether the bootstrap stack changed."""
+    if config.deploy.bucket:  # checked before anything changed (preflight.check_before_changes)
         return config.deploy.bucket, False
     name = tpl.bootstrap_stack_name(config.stack)
     info, _ = settle(aws, name, config.stack, "artifacts", options, repair=create)
@@ -57,9 +57,9 @@ def artifacts_bucket(
 
 
 def check_own_bucket(aws: Aws, bucket: str, identity: Identity) -> None:
-    """deploy.bucket must exist and belong to the deploying account."""
+    """deploy.bucket must exist, belong to the deploying account and be in the deploy's region."""
     try:
-        aws.client("s3").head_bucket(Bucket=bucket, ExpectedBucketOwner=identity.account)
+        answer = aws.client("s3").head_bucket(Bucket=bucket, ExpectedBucketOwner=identity.account)
     except ClientError as exc:
         code = error_code(exc)
         if code in NOT_FOUND:
@@ -76,13 +76,35 @@ def check_own_bucket(aws: Aws, bucket: str, identity: Identity) -> None:
                 " this tool create one"
             ) from None
         if code in {"301", "PermanentRedirect"}:
-            raise AwsError(
-                f"deploy.bucket '{bucket}' is in another region than {aws.region}; Lambda reads code only"
-                " from a bucket in its own region: use a bucket in that region"
-            ) from None
+            raise AwsError(_bucket_elsewhere(aws, bucket, bucket_region(exc.response))) from None
         raise translate(exc, f"checking deploy.bucket '{bucket}'") from None
     except BotoCoreError as exc:
         raise translate(exc, f"checking deploy.bucket '{bucket}'") from None
+    # botocore follows S3's redirect to another region silently (S3RegionRedirectorv2), so the
+    # HeadBucket above succeeds wherever the bucket is: its answer names the bucket's region.
+    region = bucket_region(answer)
+    if region and region != aws.region:
+        raise AwsError(_bucket_elsewhere(aws, bucket, region))
+
+
+def bucket_region(response: Mapping[str, Any]) -> str | None:
+    """The region S3 says a bucket is in: HeadBucket's BucketRegion, i.e. the x-amz-bucket-region
+    header (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html)."""
+    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    region = response.get("BucketRegion") or headers.get("x-amz-bucket-region")
+    return str(region) if region else None
+
+
+def _bucket_elsewhere(aws: Aws, bucket: str, region: str | None) -> str:
+    # "S3Bucket: An Amazon S3 bucket in the same AWS Region as your function"
+    # (https://docs.aws.amazon.com/lambda/latest/api/API_FunctionCode.html)
+    where = f"in {region}" if region else "in another region"
+    return (
+        f"deploy.bucket '{bucket}' is {where}, but this deploy is to {aws.region}, and Lambda reads"
+        " code only from a bucket in the function's own region; nothing was uploaded. Use a bucket in"
+        f" {aws.region} (aws s3 mb s3://NAME --region {aws.region}), remove deploy.bucket to let this"
+        " tool create one, or deploy to the bucket's region"
+    )
 
 
 # -- uploads --------------------------------------------------------------------------------------
@@ -126,14 +148,15 @@ def _content_type(key: str) -> str:
 
 
 def planned_uploads(result: PackageResult, template: Template) -> tuple[PlannedUpload, ...]:
-    """Every object a deploy needs in the bucket."""
+    """Every object a deploy needs in the bucket: the zips, the databases with an S3 key (those
+    placed in S3, and the copies that downloads too large for Lambda redirect to), the template."""
     keys = tpl.artifact_keys(result)
     wanted = [
         PlannedUpload("layer", keys.layer, result.layer.sha256, result.layer.zip_path),
         PlannedUpload("function", keys.function, result.function.sha256, result.function.zip_path),
     ]
     for database in result.databases:
-        if database.location == "s3" and database.s3_key:
+        if database.s3_key:
             wanted.append(
                 PlannedUpload(f"database {database.name}", database.s3_key, database.sha256, database.path)
             )

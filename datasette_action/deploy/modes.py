@@ -43,6 +43,7 @@ from datasette_action.deploy.data import (
     PlanResult,
     ResourceChange,
 )
+from datasette_action.deploy.preflight import check_before_changes
 from datasette_action.deploy.session import Aws, aws_session, check_credentials, has_credentials
 from datasette_action.deploy.stacks import (
     StackInfo,
@@ -50,6 +51,7 @@ from datasette_action.deploy.stacks import (
     delete_stack,
     describe_stack,
     in_progress,
+    repair_failed_create,
     settle,
     wait_until_idle,
 )
@@ -106,9 +108,11 @@ def deploy(
     if options.force:
         log(f"forced: a new {tpl.P_DEPLOYMENT_ID} updates the function even if nothing else changed")
     _check_template_size(template)
-    # Ours, idle, repairable? Checked before anything is created or uploaded.
-    info, recreated = settle(aws, config.stack, config.stack, "site", options, repair=True)
-    bucket, bootstrap_changed = artifacts_bucket(aws, config, identity, options, create=True)
+    # Ours, idle, repairable, and deployable in this account? Checked before anything changes.
+    info, _ = settle(aws, config.stack, config.stack, "site", options, repair=False)
+    check_before_changes(aws, config, template, identity, info)
+    info, recreated = repair_failed_create(aws, info, options)
+    bucket, bootstrap_changed = artifacts_bucket(aws, config, options, create=True)
     assert bucket is not None
     uploads = tuple(upload(aws, bucket, planned, options) for planned in planned_uploads(result, template))
     sent = sum(u.bytes_uploaded for u in uploads)
@@ -198,7 +202,8 @@ def plan(
     identity = check_credentials(aws)
     _check_template_size(template)
     info, _ = settle(aws, config.stack, config.stack, "site", options, repair=False)
-    bucket, _ = artifacts_bucket(aws, config, identity, options, create=False)
+    check_before_changes(aws, config, template, identity, info)
+    bucket, _ = artifacts_bucket(aws, config, options, create=False)
     in_bucket = {w.key: object_exists(aws, bucket, w.key) for w in wanted} if bucket else {}
     deployed = read_state(aws, bucket, config.stack, options) if bucket else None
     if info is None or info.status == "REVIEW_IN_PROGRESS" or bucket is None:

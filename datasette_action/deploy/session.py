@@ -77,11 +77,8 @@ def aws_session(config: Config, endpoint_url: str | None = None) -> Aws:
     `config.region` wins over the environment's region. `endpoint_url` (or AWS_ENDPOINT_URL)
     sends every call elsewhere, e.g. to a local moto server."""
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-    # botocore reads AWS_DEFAULT_REGION (and profiles) but not AWS_REGION, which other SDKs and
-    # aws-actions/configure-aws-credentials use; it wins over AWS_DEFAULT_REGION, as in those SDKs.
-    region_name = config.region or os.environ.get("AWS_REGION") or None
     try:
-        session = boto3.Session(region_name=region_name)
+        session = _session(config.region)
     except ProfileNotFound as exc:
         raise CredentialsError(f"AWS profile not found ({exc}); {HOW_TO_CONFIGURE}") from None
     region = session.region_name
@@ -91,6 +88,22 @@ def aws_session(config: Config, endpoint_url: str | None = None) -> Aws:
             " (aws-actions/configure-aws-credentials sets it from its aws-region input)"
         )
     return Aws(session, region, endpoint.rstrip("/") if endpoint else None)
+
+
+def _session(region: str | None) -> Any:
+    # botocore reads AWS_DEFAULT_REGION (and profiles) but not AWS_REGION, which other SDKs and
+    # aws-actions/configure-aws-credentials use; it wins over AWS_DEFAULT_REGION, as in those SDKs.
+    return boto3.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+
+
+def environment_region() -> str | None:
+    """The region the AWS environment names (AWS_REGION, AWS_DEFAULT_REGION, the profile's), as
+    `aws_session` finds it when the config has none; no AWS call. None when there is none (or the
+    profile is missing: `aws_session` says so)."""
+    try:
+        return _session(None).region_name or None
+    except ProfileNotFound:
+        return None
 
 
 def has_credentials(aws: Aws) -> bool:
@@ -174,7 +187,7 @@ def translate(exc: ClientError | BotoCoreError, action: str) -> AwsError:
     if code in ACCESS_DENIED:
         return AwsError(
             f"{action}: access denied ({error_message(exc)}); the deploying identity needs the permissions"
-            " listed in the README (Deploying: the minimum IAM policy)"
+            " that `datasette-lambda iam-policy` prints for this config"
         )
     return AwsError(f"{action}: {code}: {error_message(exc)}")
 

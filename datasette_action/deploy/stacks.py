@@ -79,16 +79,8 @@ def describe_stack(aws: Aws, name: str) -> StackInfo | None:
 def check_ownership(aws: Aws, info: StackInfo, stack: str, kind: str) -> None:
     """Refuse to touch a stack this tool did not make: its template's Metadata carries the
     marker (or, failing that, the stack the tag names). Checked before any change."""
-    with step(f"reading the template of the stack {info.name}"):
-        body = aws.client("cloudformation").get_template(StackName=info.name, TemplateStage="Original")[
-            "TemplateBody"
-        ]
-    if isinstance(body, str):  # botocore decodes JSON bodies; a YAML body stays text
-        try:
-            body = json.loads(body)
-        except ValueError:
-            body = {}
-    marker = (body.get("Metadata") or {}).get(tpl.METADATA_KEY) if isinstance(body, dict) else None
+    body = deployed_template(aws, info.name)
+    marker = (body.get("Metadata") or {}).get(tpl.METADATA_KEY)
     if isinstance(marker, dict):
         if int(marker.get("format", 0)) > tpl.TEMPLATE_FORMAT:
             raise AwsError(
@@ -107,6 +99,52 @@ def check_ownership(aws: Aws, info: StackInfo, stack: str, kind: str) -> None:
         f"the stack {info.name} already exists and was not made by datasette-lambda (its template has no"
         f" '{tpl.METADATA_KEY}' Metadata); nothing was changed. Choose another `stack:` name in the"
         " config, or delete that stack if it is an old copy of this site"
+    )
+
+
+def deployed_template(aws: Aws, name: str) -> dict[str, Any]:
+    """The stack's current template as plain data ({} for one that is not JSON)."""
+    with step(f"reading the template of the stack {name}"):
+        body = aws.client("cloudformation").get_template(StackName=name, TemplateStage="Original")[
+            "TemplateBody"
+        ]
+    if isinstance(body, str):  # botocore decodes JSON bodies; a YAML body stays text
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = {}
+    return body if isinstance(body, dict) else {}
+
+
+# A resource in these states is not (or no longer) held by its stack
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackResourceDetail.html):
+# a failed first create leaves its resources DELETE_COMPLETE or CREATE_FAILED, a retained one is
+# DELETE_SKIPPED, an import rolled back leaves the resource outside the stack.
+RESOURCE_NOT_HELD = {
+    "CREATE_FAILED",
+    "DELETE_COMPLETE",
+    "DELETE_SKIPPED",
+    "IMPORT_FAILED",
+    "IMPORT_ROLLBACK_COMPLETE",
+}
+
+
+def holds_resource(aws: Aws, stack: str, logical_id: str, physical_id: str) -> bool:
+    """Whether the stack holds `physical_id` as its resource `logical_id`
+    (cloudformation:DescribeStackResource). A stack without that resource does not."""
+    try:
+        detail = aws.client("cloudformation").describe_stack_resource(
+            StackName=stack, LogicalResourceId=logical_id
+        )["StackResourceDetail"]
+    except ClientError as exc:
+        if error_code(exc) == "ValidationError":  # no such stack, or no such resource in it
+            return False
+        raise translate(exc, f"reading the resource {logical_id} of the stack {stack}") from None
+    except BotoCoreError as exc:
+        raise translate(exc, f"reading the resource {logical_id} of the stack {stack}") from None
+    return (
+        detail.get("PhysicalResourceId") == physical_id
+        and detail.get("ResourceStatus") not in RESOURCE_NOT_HELD
     )
 
 
@@ -148,13 +186,22 @@ def settle(
     check_ownership(aws, info, stack, kind)
     if info.status in STUCK:
         raise AwsError(f"the stack {name} is {info.status}: {STUCK[info.status].format(stack=name)}")
-    if info.status == "ROLLBACK_COMPLETE" and repair:
-        options.log(
-            f"stack {name} is ROLLBACK_COMPLETE (its first create failed): deleting it to create it again"
-        )
-        delete_stack(aws, name, options)
-        return None, True
-    return info, False
+    return repair_failed_create(aws, info, options) if repair else (info, False)
+
+
+def repair_failed_create(
+    aws: Aws, info: StackInfo | None, options: DeployOptions
+) -> tuple[StackInfo | None, bool]:
+    """A stack `settle`d without repair, made ready for a change set: one left in
+    ROLLBACK_COMPLETE by a failed first create is deleted (None: create it). Returns the stack and
+    whether it was deleted."""
+    if info is None or info.status != "ROLLBACK_COMPLETE":
+        return info, False
+    options.log(
+        f"stack {info.name} is ROLLBACK_COMPLETE (its first create failed): deleting it to create it again"
+    )
+    delete_stack(aws, info.name, options)
+    return None, True
 
 
 def delete_stack(aws: Aws, name: str, options: DeployOptions) -> None:

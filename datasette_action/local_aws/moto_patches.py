@@ -9,10 +9,13 @@ fails, naming the fix to delete, once moto no longer shows the gap.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
+from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import LambdaBackend, LambdaFunction, LayerVersion, lambda_backends
+from moto.awslambda.responses import LambdaResponse
 from moto.cloudformation import parsing
 from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend
 from moto.iam.access_control import IAMPolicy, PermissionResult
@@ -100,10 +103,12 @@ def fix_removed_resources() -> None:
 
 
 def fix_function_properties() -> None:
-    """AWS::Lambda::Function keeps `Layers`, `Architectures` and `EphemeralStorage`.
+    """AWS::Lambda::Function keeps `Layers`, `Architectures` and `EphemeralStorage`, and an update
+    changes `ReservedConcurrentExecutions`.
 
     moto's CloudFormation dropped them (a function came out x86_64, with 512 MB of /tmp and no
-    layers). On update, the Layers and Variables the template no longer has are dropped.
+    layers), and kept the reservation it was created with. On update, the Layers and Variables the
+    template no longer has are dropped.
     """
     create = LambdaFunction.create_from_cloudformation_json
     update = LambdaFunction.update_from_cloudformation_json
@@ -146,6 +151,7 @@ def _apply_function_properties(function: LambdaFunction, properties: dict[str, A
         target.architectures = properties.get("Architectures") or ["x86_64"]
         target.ephemeral_storage = int((properties.get("EphemeralStorage") or {}).get("Size", 512))
         target.environment_vars = (properties.get("Environment") or {}).get("Variables") or {}
+        target.reserved_concurrency = properties.get("ReservedConcurrentExecutions")
 
 
 def fix_layer_versions() -> None:
@@ -207,6 +213,43 @@ def fix_bucket_policy_conditions() -> None:
     setattr(FakeBucket, "get_permission", get_permission)  # noqa: B010
 
 
+ACCOUNT_CONCURRENCY = 1000  # AWS's usual ConcurrentExecutions quota per account and region
+# moto's own variable for the account's quota (its PutFunctionConcurrency enforces it when set)
+CONCURRENCY_QUOTA_VARIABLE = "MOTO_LAMBDA_CONCURRENCY_QUOTA"
+
+
+def fix_account_settings() -> None:
+    """Lambda's GetAccountSettings answers with the account's concurrency figures.
+
+    moto has no GetAccountSettings (its server answered 404). Here AccountLimit's
+    ConcurrentExecutions is moto's own MOTO_LAMBDA_CONCURRENCY_QUOTA (else AWS's usual 1,000) and
+    UnreservedConcurrentExecutions that less every function's reserved concurrency, as AWS counts
+    them (https://docs.aws.amazon.com/lambda/latest/api/API_GetAccountSettings.html).
+    """
+
+    def get_account_settings(self: LambdaResponse) -> str:
+        backend = self.backend
+        functions = [backend.get_function(listed.function_name) for listed in backend.list_functions()]
+        quota = int(os.environ.get(CONCURRENCY_QUOTA_VARIABLE) or ACCOUNT_CONCURRENCY)
+        reserved = sum(int(f.reserved_concurrency or 0) for f in functions)
+        code_size = sum(int(f.code_size or 0) for f in functions)
+        return json.dumps(
+            {
+                "AccountLimit": {
+                    "TotalCodeSize": 80 * 1024**3,
+                    "CodeSizeUnzipped": 262_144_000,
+                    "CodeSizeZipped": 52_428_800,
+                    "ConcurrentExecutions": quota,
+                    "UnreservedConcurrentExecutions": quota - reserved,
+                },
+                "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": len(functions)},
+            }
+        )
+
+    lambda_urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = LambdaResponse.dispatch
+    setattr(LambdaResponse, "get_account_settings", get_account_settings)  # noqa: B010
+
+
 PATCHES: tuple[Callable[[], None], ...] = (
     fix_change_set_outputs,
     fix_change_set_changes,
@@ -214,4 +257,5 @@ PATCHES: tuple[Callable[[], None], ...] = (
     fix_function_properties,
     fix_layer_versions,
     fix_bucket_policy_conditions,
+    fix_account_settings,
 )

@@ -42,7 +42,14 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
 from moto.server import ThreadedMotoServer
 
 from datasette_action.errors import UserError
-from datasette_action.serve import Bundle, LocalLambda, find_python, make_server, unpacked
+from datasette_action.serve import (
+    Bundle,
+    LocalLambda,
+    find_python,
+    make_server,
+    sqlite_for_this_machine,
+    unpacked,
+)
 
 Log = Callable[[str], None]
 
@@ -319,6 +326,8 @@ def _start(function: LambdaFunction, key: tuple[Any, ...], registry: _Endpoints)
         paths = [code]
         for layer_root in layers:  # as Lambda puts /opt/python/lib/pythonX.Y/site-packages and /opt/python
             site_packages = layer_root / "lib" / f"python{version}" / "site-packages"
+            # a layer built for another CPU: its SQLite binding built for this one, first
+            paths.extend(workdir.enter_context(sqlite_for_this_machine(layer_root, version)))
             paths.extend([site_packages, layer_root] if site_packages.is_dir() else [layer_root])
         runtime = registry.runtime_dir()
         if runtime is not None:
@@ -335,12 +344,14 @@ def _start(function: LambdaFunction, key: tuple[Any, ...], registry: _Endpoints)
                 "AWS_LAMBDA_LOG_GROUP_NAME": function.logs_group_name,
                 "AWS_REGION": function.region,
                 "AWS_DEFAULT_REGION": function.region,
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_python{version}",  # how the runtime encodes responses
                 "LAMBDA_TASK_ROOT": str(code),
                 "TMPDIR": str(tmp),
                 "DATASETTE_LAMBDA_TMP": str(tmp),  # where the entry point puts S3 databases
             }
         )
-        if registry.moto_url:
+        if registry.moto_url:  # as Lambda gives the function its role's credentials: boto3 in it
+            # downloads databases from S3 and signs URLs for their downloads against moto
             environment.update({"AWS_ENDPOINT_URL": registry.moto_url, **DUMMY_CREDENTIALS})
         bundle = Bundle(paths=tuple(paths), python=find_python(version), handler=function.handler)
         process = LocalLambda(bundle, environment)
