@@ -134,9 +134,29 @@ def sqlite_for_this_machine(layer: Path, python: str) -> Iterator[tuple[Path, ..
     if version is None or binding_loads_here(layer):
         yield ()
         return
-    with tempfile.TemporaryDirectory(prefix="datasette-lambda-sqlite-") as directory:
-        install_for_this_machine(python, (f"{SQLITE_DISTRIBUTION}=={version}",), Path(directory))
-        yield (Path(directory),)
+    yield (local_binding(python, version),)
+
+
+def local_binding(python: str, version: str, cache: Path | None = None) -> Path:
+    """The SQLite binding's release `version` for Python `python` on this machine, installed once
+    into a per-user cache (pip runs on the first use only; later local runs work offline). Made in
+    a scratch directory and renamed into place, so an interrupted install is never reused."""
+    machine = platform.machine().lower()
+    cache = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "datasette-lambda"
+    target = cache / "sqlite" / f"{SQLITE_DISTRIBUTION}-{version}-py{python}-{machine}"
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        install_for_this_machine(python, (f"{SQLITE_DISTRIBUTION}=={version}",), scratch)
+        scratch.rename(target)
+    except OSError:
+        if not target.is_dir():  # not a concurrent run that finished first
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
 
 
 def find_python(version: str) -> Path:

@@ -35,6 +35,7 @@ from datasette_action.serve import (
     architecture_warning,
     binding_loads_here,
     bootstrap,
+    local_binding,
     local_lambda,
     make_server,
 )
@@ -433,3 +434,26 @@ def test_a_busy_port_is_a_clear_error(function: LocalLambda) -> None:
         assert str(caught.value).endswith("pass another port with -p (or -p 0 for any free port)")
     finally:
         first.server_close()
+
+
+def test_the_binding_for_this_machine_is_installed_once_then_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle for another CPU runs locally on the same SQLite release built for this machine:
+    pip runs on the first local run only (a per-user cache), so later runs work offline."""
+    from datasette_action import serve as serve_module
+
+    installs: list[Path] = []
+    real_install = serve_module.install_for_this_machine
+
+    def counted(python: str, wanted: tuple[str, ...], destination: Path) -> None:
+        installs.append(destination)  # a spy: the real pip install still runs
+        real_install(python, wanted, destination)
+
+    monkeypatch.setattr(serve_module, "install_for_this_machine", counted)
+    version = PINS["3.13"]
+    first = local_binding("3.13", version, cache=tmp_path)
+    again = local_binding("3.13", version, cache=tmp_path)
+    assert first == again and len(installs) == 1
+    assert list((first / "sqlean").glob("_sqlite3*.so")) and (first.parent / first.name).is_dir()
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no scratch directory left
