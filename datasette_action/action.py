@@ -375,7 +375,7 @@ def report(run: Run, result: object) -> None:
             github.command("notice", f"plan ran {plan.note}", title="datasette-lambda plan")
         run.outputs(
             stack_name=run.config.stack,
-            changed=str(bool(plan.changes)).lower() if plan.online else "",
+            changed=str(bool(plan.changes)).lower() if plan.changes_from != "unknown" else "",
             bundle_sha256=function.sha256,
             bundle_size=str(function.zipped_size),
             plan_markdown=str(result.report),

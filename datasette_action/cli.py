@@ -64,7 +64,7 @@ def _warnings(warnings: tuple[str, ...]) -> list[str]:
 
 def _text(result: object) -> list[str]:
     from datasette_action.deploy import DestroyResult
-    from datasette_action.iam import DeployerPolicy
+    from datasette_action.iam import Policy
 
     if isinstance(result, Built):
         return [*_warnings(result.result.warnings), output.build_text(result)]
@@ -77,14 +77,14 @@ def _text(result: object) -> list[str]:
         return [output.deploy_text(result.result)]
     if isinstance(result, DestroyResult):
         return [output.destroy_text(result)]
-    if isinstance(result, DeployerPolicy):
+    if isinstance(result, Policy):
         return [*_warnings(result.warnings), output.policy_text(result)]
     raise TypeError(f"no text for {type(result).__name__}")
 
 
 def _json(result: object) -> dict[str, Any]:
     from datasette_action.deploy import DestroyResult
-    from datasette_action.iam import DeployerPolicy
+    from datasette_action.iam import Policy
 
     if isinstance(result, Built):
         return output.build_json(result)
@@ -96,7 +96,7 @@ def _json(result: object) -> dict[str, Any]:
         return output.deploy_json(result.result)
     if isinstance(result, DestroyResult):
         return output.destroy_json(result)
-    if isinstance(result, DeployerPolicy):
+    if isinstance(result, Policy):
         return output.policy_json(result)
     raise TypeError(f"no JSON for {type(result).__name__}")
 
@@ -290,15 +290,23 @@ def template_command(config_path: Path, bootstrap: bool) -> None:
 @cli.command(name="iam-policy")
 @config_option
 @endpoint_option
-def iam_policy_command(config_path: Path, endpoint_url: str | None) -> None:
+@click.option(
+    "--plan",
+    "for_plan",
+    is_flag=True,
+    help="The read-only policy of a role that only runs plan (pull requests), instead of the deployer's.",
+)
+def iam_policy_command(config_path: Path, endpoint_url: str | None, for_plan: bool) -> None:
     """Print the least-privilege IAM policy (JSON) the deploying identity needs for this config.
 
     Derived from AWS's resource schemas (cfn-lint's copy) for the templates' resource types, plus
-    this tool's own calls. The account comes from sts:GetCallerIdentity when credentials exist."""
+    this tool's own calls; with --plan, plan's own calls only. The account comes from
+    sts:GetCallerIdentity when credentials exist."""
     from datasette_action import iam
 
     config = load_config(config_path)
-    show(iam.deployer_policy(config, iam.locate(config, endpoint_url)), as_json=True)
+    derive = iam.plan_policy if for_plan else iam.deployer_policy
+    show(derive(config, iam.locate(config, endpoint_url)), as_json=True)
 
 
 @cli.command(name="local-aws")

@@ -202,16 +202,18 @@ def region_problem(value: str) -> str | None:
     return None if REGION.fullmatch(value) else f"'{value}' is not an AWS region name such as us-east-1"
 
 
-def frontend_problem(frontend: str, region: str) -> str | None:
+def frontend_problem(
+    frontend: str, region: str, *, setting: str = "deploy.frontend", fix: str = "`deploy.frontend: http_api`"
+) -> str | None:
     """Whether the site's front can exist in `region` (function URLs are not offered everywhere:
     FUNCTION_URL_UNSUPPORTED). The config loader says it at the line of `region` or
-    `deploy.frontend`; the pipeline says it for a region from the environment."""
+    `deploy.frontend`; the pipeline says it for a region from the environment; `datasette publish
+    lambda` names its own option (`setting`, and the `fix` to write)."""
     if frontend != "function_url" or region not in FUNCTION_URL_UNSUPPORTED:
         return None
     return (
-        f"AWS offers no Lambda function URLs in {region}, and deploy.frontend is function_url (the"
-        " default); use `deploy.frontend: http_api` there (an API Gateway HTTP API in front of the"
-        " function)"
+        f"AWS offers no Lambda function URLs in {region}, and {setting} is function_url (the"
+        f" default); use {fix} there (an API Gateway HTTP API in front of the function)"
     )
 
 

@@ -2,11 +2,13 @@
 
 pip (run as a subprocess: it has no supported Python API) installs manylinux wheels for the
 TARGET runtime (lambda.python, lambda.architecture), never for the machine running this tool.
-What is never imported at run time is pruned, the rest byte-compiled for the target Python, and
-the tree zipped with its entries under `python/` (Lambda puts a layer's `python/` on sys.path).
+What is never imported at run time is pruned, the debug sections of the compiled extensions
+stripped (datasette_action/elf.py), the rest byte-compiled for the target Python, and the tree
+zipped with its entries under `python/` (Lambda puts a layer's `python/` on sys.path).
 
 The result is cached in `<build_dir>/package/deps-<key>/`, keyed by the requirements, the
-target and this tool's version: a data-only refresh neither runs pip nor rebuilds the zip.
+target, this tool's version and the layer recipe (LAYER_RECIPE): a data-only refresh neither runs
+pip nor rebuilds the zip.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from packaging.utils import canonicalize_name
 
 from datasette_action import __version__
 from datasette_action.config import Config, DatasetteConfig, version_specifier
+from datasette_action.elf import Stripped, strip_tree
 from datasette_action.errors import Location, PackageError
 from datasette_action.pyc import compile_tree
 from datasette_action.sqlite import Sqlite, build_sqlite, bundled_sqlite, mismatch_warning, requirement
@@ -38,6 +41,9 @@ Log = Callable[[str], None]
 
 LAYER_RUNTIME_PATH = "/opt/python"  # Lambda unpacks layers into /opt; /opt/python is on sys.path
 LAYER_RECORD = "layer.json"
+# Part of the cache key: bumped when the same requirements make a different layer, so that layers
+# cached by an older recipe are rebuilt. 2: debug sections stripped from shared objects (elf.py).
+LAYER_RECIPE = 2
 # The newest glibc each Lambda runtime has, from aws-lambda-builders (SAM's build library):
 # manylinux up to glibc 2.26 for cp311 (Amazon Linux 2), 2.34 for cp312-cp314 (Amazon Linux 2023).
 GLIBC_CEILING: Mapping[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34, "3.14": 34}
@@ -82,7 +88,8 @@ class Target:
 class Pruned:
     distributions: tuple[str, ...]  # removed whole
     kept: tuple[tuple[str, str], ...]  # (distribution, a file that imports it): not removed
-    removed_bytes: int
+    stripped: Stripped  # the shared objects whose debug sections were removed
+    removed_bytes: int  # in the files removed (the stripped sections are in `stripped`)
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,7 @@ def layer_key(wanted: tuple[str, ...], target: Target, *, compiled: bool) -> str
         "architecture": target.architecture,
         "compiled": compiled,
         "tool": __version__,
+        "recipe": LAYER_RECIPE,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -225,8 +233,9 @@ def pip_failure(output: str, target: Target | str) -> str:
 
 
 def prune(tree: Path) -> Pruned:
-    """Remove what Lambda never imports from a pip --target tree; keep every *.dist-info that
-    remains (pluggy finds Datasette plugins through their entry points)."""
+    """Remove what Lambda never imports from a pip --target tree, and the debug sections of its
+    shared objects; keep every *.dist-info that remains (pluggy finds Datasette plugins through
+    their entry points)."""
     before = tree_size(tree)
     importers = _importers(tree, {name for names in PRUNED_DISTRIBUTIONS.values() for name in names})
     removed, kept = [], []
@@ -243,7 +252,8 @@ def prune(tree: Path) -> Pruned:
     for name in PRUNED_TOP_LEVEL:
         _remove(tree / name)
     _prune_files(tree)
-    return Pruned(tuple(removed), tuple(kept), before - tree_size(tree))
+    removed_bytes = before - tree_size(tree)
+    return Pruned(tuple(removed), tuple(kept), strip_tree(tree), removed_bytes)
 
 
 def _importers(tree: Path, names: set[str]) -> dict[str, str]:
@@ -338,6 +348,12 @@ def _log_pruned(pruned: Pruned, log: Log) -> None:
     log(f"pruned {pruned.removed_bytes / 1e6:.1f} MB ({removed}; tests, stubs, caches, scripts)")
     for distribution, importer in pruned.kept:
         log(f"kept {distribution}: imported by {importer}")
+    stripped = pruned.stripped
+    if stripped.files:
+        count = len(stripped.files)
+        log(f"stripped debug sections from {count} shared object(s): {stripped.saved_bytes / 1e6:.1f} MB")
+    for path, why in stripped.left:
+        log(f"left {path} unstripped: {why}")
 
 
 def _cached_layer(directory: Path, package_dir: Path) -> tuple[Artifact, tuple[str, ...]] | None:

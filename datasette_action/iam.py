@@ -1,4 +1,5 @@
-"""The least-privilege IAM policy of the identity that deploys a config: `deployer_policy`.
+"""The least-privilege IAM policies for a config: the deployer's (`deployer_policy`) and the
+plan role's (`plan_policy`, what a pull request's read-only role needs to run `plan`).
 
 Deploy passes CloudFormation no service role, so CloudFormation makes every resource's calls with
 the deployer's permissions. What those calls are, AWS's resource schemas say: each resource type's
@@ -6,7 +7,8 @@ the deployer's permissions. What those calls are, AWS's resource schemas say: ea
 the schemas (`cfnlint/data/schemas/providers/<region>.json` maps a type to its file under
 `schemas/resources/`); they are read here at run time, for the deploy's region, for every
 resource type of the two templates. This tool's own calls (`CALLS`, from `datasette_action/deploy/`)
-come on top.
+come on top. Each call names the modes that make it; the plan role's policy is plan's calls alone
+(a change set that is never executed makes no resource calls, and plan writes nothing).
 
 Every permission is granted on this site's resources only (`Site`, `resources`): its stacks, its
 function, layer, role, log group, HTTP API and artifacts bucket, named as narrowly as their names
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -418,73 +420,112 @@ def schema_region(region: str) -> str:
 
 # -- this tool's own calls --------------------------------------------------------------------------
 
+DEPLOY, PLAN, DESTROY = "deploy", "plan", "destroy"
+MODES = (DEPLOY, PLAN, DESTROY)
+EVERY_MODE = frozenset(MODES)
+DEPLOY_PLAN = frozenset({DEPLOY, PLAN})
+DEPLOY_DESTROY = frozenset({DEPLOY, DESTROY})
+ONLY_DEPLOY, ONLY_DESTROY = frozenset({DEPLOY}), frozenset({DESTROY})
+
 
 @dataclass(frozen=True)
 class Call:
-    """An API operation this tool calls (botocore's service endpoint prefix and operation name)
-    and one IAM action it needs, on which family's ARNs."""
+    """An API operation this tool calls (botocore's service endpoint prefix and operation name),
+    one IAM action it needs, on which family's ARNs, and the modes that make it."""
 
     service: str
     operation: str
     action: str
     family: str
+    modes: frozenset[str]  # of MODES; README's "The AWS API calls each mode makes" lists them
     bootstrap_only: bool = False  # made only on the bootstrap bucket (versions: destroy empties it)
+    parameter: str | None = None  # the action is needed only when the call has this parameter
 
 
-def _calls(service: str, family: str, *names: str) -> tuple[Call, ...]:
+def _calls(service: str, family: str, modes: frozenset[str], *names: str) -> tuple[Call, ...]:
     """Operations authorized by the action of the same name."""
-    return tuple(Call(service, name, f"{service}:{name}", family) for name in names)
+    return tuple(Call(service, name, f"{service}:{name}", family, modes) for name in names)
 
 
-# The operations of datasette_action/deploy/ (and the waiters': DescribeStacks, DescribeChangeSet).
-# S3's actions per operation are on each operation's page of the S3 API reference
-# (https://docs.aws.amazon.com/AmazonS3/latest/API/): HeadBucket and ListObjectsV2 need
-# s3:ListBucket, HeadObject s3:GetObject, the multipart upload's parts s3:PutObject, ListObjectVersions
-# s3:ListBucketVersions, DeleteObjects s3:DeleteObject (and s3:DeleteObjectVersion for versions).
+# The operations of datasette_action/deploy/ (and the waiters': DescribeStacks, DescribeChangeSet),
+# by the modes (datasette_action/deploy/modes.py) that make them. S3's actions per operation are on
+# each operation's page of the S3 API reference (https://docs.aws.amazon.com/AmazonS3/latest/API/):
+# HeadBucket and ListObjectsV2 need s3:ListBucket, HeadObject s3:GetObject, the multipart upload's
+# parts s3:PutObject, ListObjectVersions s3:ListBucketVersions, DeleteObjects s3:DeleteObject (and
+# s3:DeleteObjectVersion for versions); HeadObject and GetObject of a missing key answer 404 only
+# with s3:ListBucket on the bucket, else 403 (which this tool takes for a refusal).
 CALLS: tuple[Call, ...] = (
-    Call("sts", "GetCallerIdentity", "sts:GetCallerIdentity", ANY),  # needs no permission; said anyway
+    Call("sts", "GetCallerIdentity", "sts:GetCallerIdentity", ANY, EVERY_MODE),  # needs no permission
+    *_calls("cloudformation", STACKS, EVERY_MODE, "DescribeStacks", "GetTemplate"),
     *_calls(
         "cloudformation",
         STACKS,
-        "DescribeStacks",
+        DEPLOY_PLAN,
         "DescribeStackResource",
-        "DescribeStackEvents",
-        "GetTemplate",
         "CreateChangeSet",
         "DescribeChangeSet",
-        "ExecuteChangeSet",
         "DeleteChangeSet",
-        "DeleteStack",
     ),
-    Call("s3", "HeadBucket", "s3:ListBucket", BUCKET),
-    Call("s3", "GetBucketLocation", "s3:GetBucketLocation", BUCKET),
-    Call("s3", "ListObjectsV2", "s3:ListBucket", BUCKET),
-    Call("s3", "ListObjectVersions", "s3:ListBucketVersions", BUCKET, bootstrap_only=True),
-    Call("s3", "HeadObject", "s3:GetObject", READ_OBJECTS),
-    Call("s3", "GetObject", "s3:GetObject", READ_OBJECTS),
-    Call("s3", "PutObject", "s3:PutObject", WRITE_OBJECTS),
-    Call("s3", "CreateMultipartUpload", "s3:PutObject", WRITE_OBJECTS),
-    Call("s3", "UploadPart", "s3:PutObject", WRITE_OBJECTS),
-    Call("s3", "CompleteMultipartUpload", "s3:PutObject", WRITE_OBJECTS),
-    Call("s3", "AbortMultipartUpload", "s3:AbortMultipartUpload", WRITE_OBJECTS),
-    Call("s3", "DeleteObjects", "s3:DeleteObject", WRITE_OBJECTS),
-    Call("s3", "DeleteObjects", "s3:DeleteObjectVersion", WRITE_OBJECTS, bootstrap_only=True),
-    Call("lambda", "GetAccountSettings", "lambda:GetAccountSettings", ANY),
-    Call("logs", "DescribeLogGroups", "logs:DescribeLogGroups", ANY),
+    # "TemplateURL must reference a valid S3 object to which you have access" (CloudFormation's
+    # error): it reads the template with the caller's credentials
+    Call(
+        "cloudformation",
+        "CreateChangeSet",
+        "s3:GetObject",
+        READ_OBJECTS,
+        DEPLOY_PLAN,
+        parameter="TemplateURL",
+    ),
+    *_calls("cloudformation", STACKS, ONLY_DEPLOY, "ExecuteChangeSet"),
+    *_calls("cloudformation", STACKS, DEPLOY_DESTROY, "DescribeStackEvents", "DeleteStack"),
+    Call("s3", "HeadBucket", "s3:ListBucket", BUCKET, EVERY_MODE),
+    Call("s3", "HeadObject", "s3:GetObject", READ_OBJECTS, DEPLOY_PLAN),
+    Call("s3", "HeadObject", "s3:ListBucket", BUCKET, DEPLOY_PLAN),
+    Call("s3", "GetObject", "s3:GetObject", READ_OBJECTS, EVERY_MODE),
+    Call("s3", "GetObject", "s3:ListBucket", BUCKET, EVERY_MODE),
+    Call("s3", "ListObjectsV2", "s3:ListBucket", BUCKET, ONLY_DESTROY),
+    Call("s3", "ListObjectVersions", "s3:ListBucketVersions", BUCKET, ONLY_DESTROY, bootstrap_only=True),
+    *(
+        Call("s3", name, "s3:PutObject", WRITE_OBJECTS, ONLY_DEPLOY)
+        for name in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+    ),
+    Call("s3", "AbortMultipartUpload", "s3:AbortMultipartUpload", WRITE_OBJECTS, ONLY_DEPLOY),
+    Call("s3", "DeleteObjects", "s3:DeleteObject", WRITE_OBJECTS, ONLY_DESTROY),
+    Call(
+        "s3",
+        "DeleteObjects",
+        "s3:DeleteObjectVersion",
+        WRITE_OBJECTS,
+        ONLY_DESTROY,
+        bootstrap_only=True,
+    ),
+    Call("lambda", "GetAccountSettings", "lambda:GetAccountSettings", ANY, DEPLOY_PLAN),
+    Call("logs", "DescribeLogGroups", "logs:DescribeLogGroups", ANY, DEPLOY_PLAN),
 )
 
 
-# -- the policy ---------------------------------------------------------------------------------------
+def calls(site: Site, modes: Iterable[str]) -> tuple[Call, ...]:
+    """The calls `modes` make for this site (the bootstrap bucket's only when there is one)."""
+    wanted = set(modes)
+    return tuple(c for c in CALLS if c.modes & wanted and (site.bootstrap_stack or not c.bootstrap_only))
+
+
+# -- the policies -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DeployerPolicy:
+class Policy:
+    """An IAM policy this tool derived: the deployer's (`deployer_policy`: what CloudFormation
+    does with the caller's permissions, and every mode's calls) or the plan role's (`plan_policy`:
+    plan's calls only)."""
+
     site: Site
+    modes: tuple[str, ...]  # the modes it lets run
     document: Mapping[str, Any]  # the IAM policy document
-    resource_types: tuple[str, ...]  # of both templates (the bootstrap's only without deploy.bucket)
-    permissions: tuple[Permission, ...]  # every handler permission of those types
-    schema_region: str  # whose resource schemas were read
-    cfn_lint_version: str
+    resource_types: tuple[str, ...] = ()  # whose handlers' permissions it grants (none for plan)
+    permissions: tuple[Permission, ...] = ()  # every handler permission of those types
+    schema_region: str | None = None  # whose resource schemas were read
+    cfn_lint_version: str | None = None
 
     @property
     def left_out(self) -> tuple[Permission, ...]:
@@ -529,15 +570,21 @@ def resource_types(config: Config) -> tuple[str, ...]:
     return tuple(sorted(types))
 
 
-def deployer_policy(config: Config, target: Target) -> DeployerPolicy:
-    import cfnlint.version  # type: ignore[import-untyped]
-
+def site_of(config: Config, target: Target) -> Site:
     bucket_ids = [
         logical_id
         for logical_id, resource in tpl.bootstrap_template(config)["Resources"].items()
         if resource["Type"] == "AWS::S3::Bucket"
     ]
-    site = Site.of(config, target, bucket_ids[0])
+    return Site.of(config, target, bucket_ids[0])
+
+
+def deployer_policy(config: Config, target: Target) -> Policy:
+    """What the identity that runs deploy (and plan and destroy) needs: CloudFormation creates,
+    updates and deletes the resources with its permissions."""
+    import cfnlint.version  # type: ignore[import-untyped]
+
+    site = site_of(config, target)
     region = schema_region(target.region)
     types = resource_types(config)
     permissions = tuple(
@@ -547,9 +594,20 @@ def deployer_policy(config: Config, target: Target) -> DeployerPolicy:
         for permission in listed
     )
     grants = [(p.permission, p.family) for p in permissions if p.family is not None]
-    grants += [(c.action, c.family) for c in CALLS if site.bootstrap_stack or not c.bootstrap_only]
+    grants += [(c.action, c.family) for c in calls(site, MODES)]
     document = {"Version": POLICY_VERSION, "Statement": statements(grants, resources(site))}
-    return DeployerPolicy(site, document, types, permissions, region, str(cfnlint.version.__version__))
+    return Policy(site, MODES, document, types, permissions, region, str(cfnlint.version.__version__))
+
+
+def plan_policy(config: Config, target: Target) -> Policy:
+    """What the identity that runs only plan (a pull request's role) needs: plan's own calls.
+    No resource handler's permission: "CloudFormation doesn't make changes until you execute the
+    change set" (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateChangeSet.html),
+    and plan never executes one; nor any write to S3 (plan uploads nothing: deploy/modes.py)."""
+    site = site_of(config, target)
+    grants = [(c.action, c.family) for c in calls(site, (PLAN,))]
+    document = {"Version": POLICY_VERSION, "Statement": statements(grants, resources(site))}
+    return Policy(site, (PLAN,), document)
 
 
 def statements(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from datasette_action.checks import LintProblem, SmokeTest
 from datasette_action.deploy import ChangeSet, DeployResult, DestroyResult, PlanResult, ResourceChange, Upload
-from datasette_action.iam import MANAGED_POLICY_MAX, DeployerPolicy, LeftOut
+from datasette_action.iam import MANAGED_POLICY_MAX, PLAN, LeftOut, Policy
 from datasette_action.package import UNZIPPED_LIMIT, PackageResult
 from datasette_action.state import DatabaseChange, TableChange, compare_states
 from datasette_action.template import P_BUCKET, P_DEPLOYMENT_ID, Template
@@ -185,6 +185,7 @@ def plan_json(planned: Planned) -> dict[str, Any]:
         "note": result.note,
         "stack_status": result.stack_status,
         "changes_from": result.changes_from,
+        "changes_note": result.changes_note,
         "changes": [_change_json(c) for c in result.changes],
         "artifacts": [
             {"role": a.role, "key": a.key, "sha256": a.sha256, "bytes": a.size, "in_bucket": a.in_bucket}
@@ -313,7 +314,7 @@ def _artifacts(plan: PlanResult, result: PackageResult) -> list[str]:
 def _changes(plan: PlanResult) -> list[str]:
     lines = ["## Resource changes", ""]
     if plan.changes_from == "unknown":
-        return [*lines, "Unknown offline: CloudFormation was not asked."]
+        return [*lines, f"{plan.changes_note or 'Unknown offline: CloudFormation was not asked'}."]
     if not plan.changes:
         return [*lines, "None: the change set is empty, deploy would leave the stack as it is."]
     if plan.changes_from == "template":
@@ -524,7 +525,7 @@ def template_text(template: Template, stack: str, *, inline: bool) -> str:
     return "\n".join(lines)
 
 
-def policy_text(policy: DeployerPolicy) -> str:
+def policy_text(policy: Policy) -> str:
     site = policy.site
     target = site.target
     statements = policy.document["Statement"]
@@ -533,14 +534,23 @@ def policy_text(policy: DeployerPolicy) -> str:
         if site.bootstrap_stack is None
         else f"{site.bucket} (the bootstrap stack {site.bootstrap_stack}'s bucket: CloudFormation names it)"
     )
+    what = "planning (read-only)" if policy.modes == (PLAN,) else "deploying"
     lines = [
-        f"IAM policy for deploying {site.stack} ({site.frontend}) to {target.region}, account"
+        f"IAM policy for {what} {site.stack} ({site.frontend}) to {target.region}, account"
         f" {target.account}: {len(statements)} statements, {policy.actions} actions,"
         f" {policy.size:,} characters (a managed policy holds {MANAGED_POLICY_MAX:,})",
         f"  artifacts bucket: {bucket}",
-        f"  from AWS's resource schemas (cfn-lint {policy.cfn_lint_version}, {policy.schema_region}) for"
-        f" {', '.join(policy.resource_types)}, and this tool's own calls",
     ]
+    if not policy.resource_types:
+        lines.append(
+            f"  from this tool's own calls in {', '.join(policy.modes)}: it reads, and creates, describes"
+            " and deletes change sets, never executes one; no resource's permissions, no upload"
+        )
+        return "\n".join(lines)
+    lines.append(
+        f"  from AWS's resource schemas (cfn-lint {policy.cfn_lint_version}, {policy.schema_region}) for"
+        f" {', '.join(policy.resource_types)}, and this tool's own calls"
+    )
     left: dict[LeftOut, list[str]] = {}
     for permission in policy.left_out:
         if permission.left_out is not None:
@@ -552,7 +562,7 @@ def policy_text(policy: DeployerPolicy) -> str:
     return "\n".join(lines)
 
 
-def policy_json(policy: DeployerPolicy) -> dict[str, Any]:
+def policy_json(policy: Policy) -> dict[str, Any]:
     """The policy document itself: what IAM takes."""
     return dict(policy.document)
 

@@ -180,6 +180,9 @@ def deploy_region(config: Config) -> str | None:
     return environment_region()
 
 
+FROM_ENVIRONMENT = "(from the AWS environment: AWS_REGION, AWS_DEFAULT_REGION or the profile)"
+
+
 def check_region(config: Config) -> str | None:
     """`deploy_region`, checked against the config before anything is built or sent: the
     config's own region was checked when it loaded, a region from elsewhere is checked here
@@ -188,11 +191,7 @@ def check_region(config: Config) -> str | None:
     region = deploy_region(config)
     problem = frontend_problem(config.deploy.frontend, region) if region else None
     if problem:
-        source = (
-            ""
-            if config.region
-            else " (from the AWS environment: AWS_REGION, AWS_DEFAULT_REGION or the profile)"
-        )
+        source = "" if config.region else f" {FROM_ENVIRONMENT}"
         raise ConfigError(f"region {region}{source}: {problem}", Location(config.path))
     return region
 

@@ -42,11 +42,14 @@ from datasette_action.config import (
     DATASETTE_SETTINGS,
     DEFAULT_CONFIG_NAME,
     ENV_NAME,
+    FRONTENDS,
     LAMBDA_PYTHONS,
     MEMORY_MAX,
     MEMORY_MIN,
     RESERVED_ENV,
+    DeployConfig,
     LambdaConfig,
+    frontend_problem,
     region_problem,
     stack_name_problem,
 )
@@ -78,6 +81,7 @@ class PublishRequest:
     files: tuple[Path, ...]  # SQLite databases; each becomes the database named by its stem
     stack: str
     region: str | None = None
+    frontend: str = DeployConfig().frontend  # deploy.frontend
     lambda_: LambdaConfig = field(default_factory=LambdaConfig)
     metadata: Mapping[str, Any] = field(default_factory=dict)  # merged, secrets as {"$env": NAME}
     plugins: tuple[str, ...] = ()  # pip requirements (--install)
@@ -128,6 +132,14 @@ def _lambda_options(function: Callable[..., None]) -> Callable[..., None]:
                 help="CloudFormation stack name (letters, digits and hyphens); also the function's name.",
             ),
             click.option("--region", help="AWS region, e.g. us-east-1 (default: the AWS environment's)."),
+            click.option(
+                "--frontend",
+                type=click.Choice(FRONTENDS),
+                default=DeployConfig().frontend,
+                show_default=True,
+                help="What serves the site: a Lambda function URL, or an API Gateway HTTP API (for"
+                " regions without function URLs).",
+            ),
             click.option(
                 "--python",
                 type=click.Choice(LAMBDA_PYTHONS),
@@ -183,6 +195,7 @@ def publish_lambda(
     secret: str,
     stack: str,
     region: str | None,
+    frontend: str,
     python: str,
     architecture: str,
     memory: int,
@@ -203,6 +216,7 @@ def publish_lambda(
         databases = check_databases(files)
         check_stack(stack)
         check_region(region)
+        check_frontend(frontend, region, deploying=generate_dir is None)
         check_memory(memory)
         environment: dict[str, str] = {}
         if ctx.get_parameter_source("secret") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
@@ -221,6 +235,7 @@ def publish_lambda(
             files=databases,
             stack=stack,
             region=region,
+            frontend=frontend,
             lambda_=LambdaConfig(python=python, architecture=architecture, memory=memory),
             metadata=merged,
             plugins=plugins,
@@ -303,6 +318,25 @@ def check_region(region: str | None) -> str | None:
     if problem:
         raise UserError(f"--region {problem}")
     return region
+
+
+def check_frontend(frontend: str, region: str | None, *, deploying: bool) -> None:
+    """--frontend function_url where AWS offers no function URLs, said in this command's words,
+    before anything is written or built: the region given, else (to deploy) the environment's."""
+    where = f"--region {region}"
+    if region is None and deploying:
+        from datasette_action.deploy import environment_region
+        from datasette_action.pipeline import FROM_ENVIRONMENT
+
+        region = environment_region()
+        where = f"region {region} {FROM_ENVIRONMENT}"
+    problem = (
+        frontend_problem(frontend, region, setting="--frontend", fix="`--frontend http_api`")
+        if region
+        else None
+    )
+    if problem:
+        raise UserError(f"{where}: {problem}")
 
 
 def check_memory(memory: int) -> int:
@@ -517,8 +551,9 @@ def write_project(request: PublishRequest, root: Path, *, link: bool) -> Path:
             "architecture": request.lambda_.architecture,
             "memory": request.lambda_.memory,
         }
+        config["deploy"] = {"frontend": request.frontend}
         if request.secrets:
-            config["deploy"] = {"secrets": list(request.secrets)}
+            config["deploy"]["secrets"] = list(request.secrets)
         path = root / DEFAULT_CONFIG_NAME
         path.write_text(_config_yaml(config, path), encoding="utf-8")
     except OSError as exc:

@@ -139,6 +139,13 @@ def to_json(body: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, indent=2) + "\n"
 
 
+def inline_body(template: Template) -> str | None:
+    """The template as a change set can take it inline (TemplateBody): compact JSON, the same
+    template to CloudFormation; None when even that is over TEMPLATE_BODY_INLINE_LIMIT bytes."""
+    body = json.dumps(template.body, sort_keys=True, separators=(",", ":"))
+    return body if len(body.encode("utf-8")) <= TEMPLATE_BODY_INLINE_LIMIT else None
+
+
 def artifact_keys(result: PackageResult) -> ArtifactKeys:
     return ArtifactKeys(
         layer=f"{ARTIFACTS_PREFIX}layer-{result.layer.sha256}.zip",

@@ -681,6 +681,7 @@ def test_zizmor_finds_nothing() -> None:
 
 def test_the_readmes_oidc_roles_template_passes_cfn_lint() -> None:
     from cfnlint.api import ManualArgs, lint
+    from cfnlint.decode import cfn_yaml
 
     section = (ROOT / "README.md").read_text().split("\n### One-time AWS setup", 1)[1].split("\n### ", 1)[0]
     [template] = [
@@ -689,3 +690,16 @@ def test_the_readmes_oidc_roles_template_passes_cfn_lint() -> None:
     problems = lint(template, config=ManualArgs(regions=["us-east-1"]))
     assert not problems, [str(problem) for problem in problems]
     assert "token.actions.githubusercontent.com:sub: !Sub repo:${Repository}:pull_request" in template
+    # No permission is written by hand: each role holds the managed policy `iam-policy` generates
+    # (`--plan` for the plan role), which tests/test_iam.py proves against the calls each mode makes.
+    roles = {
+        name: resource["Properties"]
+        for name, resource in cfn_yaml.loads(template)["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Role"
+    }
+    assert {name: properties.get("ManagedPolicyArns") for name, properties in roles.items()} == {
+        "DeployRole": [{"Ref": "DeployPolicyArn"}],
+        "PlanRole": [{"Ref": "PlanPolicyArn"}],
+    }
+    assert not any("Policies" in properties for properties in roles.values())
+    assert "datasette-lambda iam-policy --plan > plan-policy.json" in section

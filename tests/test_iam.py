@@ -29,6 +29,7 @@ import json
 import re
 import shutil
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,7 @@ class Names:
         raise AssertionError(f"the test knows no resource for {permission} of {resource_type}")
 
 
-def policy_of(v: Variant) -> iam.DeployerPolicy:
+def policy_of(v: Variant) -> iam.Policy:
     return iam.deployer_policy(v.config, iam.Target(str(v.config.region), ACCOUNT))
 
 
@@ -359,6 +360,43 @@ def test_the_policy_grants_nothing_else(v: Variant) -> None:
     assert policy.size <= iam.MANAGED_POLICY_MAX
 
 
+# What a read-only role may hold: reads, and change sets created, described and deleted.
+READ_ONLY = re.compile(
+    r"sts:GetCallerIdentity|cloudformation:(Describe|Get)\w+|cloudformation:(Create|Delete)ChangeSet"
+    r"|s3:(Get|List)\w+|lambda:Get\w+|logs:Describe\w+"
+)
+LIVE_CHANGES = (
+    "cloudformation:ExecuteChangeSet",
+    "cloudformation:CreateStack",
+    "cloudformation:UpdateStack",
+    "cloudformation:DeleteStack",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "iam:PassRole",
+    "lambda:UpdateFunctionCode",
+)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=IDS)
+def test_the_plan_policy_can_change_nothing_live(v: Variant) -> None:
+    target = iam.Target(str(v.config.region), ACCOUNT)
+    plan, deployer = iam.plan_policy(v.config, target), iam.deployer_policy(v.config, target)
+    assert plan.modes == (iam.PLAN,) and not plan.resource_types and not plan.warnings
+    statements = plan.document["Statement"]
+    actions = [a for statement in statements for a in listed(statement["Action"])]
+    assert actions and all(READ_ONLY.fullmatch(action) for action in actions), actions
+    everything = {r for statement in deployer.document["Statement"] for r in listed(statement["Resource"])}
+    for action in LIVE_CHANGES:
+        assert not any(allows(plan.document, action, resource) for resource in everything), action
+    # exactly plan's calls, each granted as the deployer's policy grants it (a subset of it)
+    assert {a.lower() for a in actions} == {c.action.lower() for c in iam.calls(plan.site, [iam.PLAN])}
+    for statement in statements:
+        for action in listed(statement["Action"]):
+            for resource in listed(statement["Resource"]):
+                assert allows(deployer.document, action, resource), (action, resource)
+
+
 def test_the_largest_policy_fits_a_managed_policy() -> None:
     """The longest stack name, the bootstrap bucket, the HTTP API, a GovCloud region."""
     config = make_config(stack=LONG_STACK, frontend="http_api")
@@ -402,6 +440,31 @@ def test_the_own_bucket_is_narrowed_to_the_keys_this_tool_writes() -> None:
     )
 
 
+def test_the_readme_lists_every_call_of_each_mode() -> None:
+    """README's "The AWS API calls each mode makes" is iam.CALLS by mode: each row names exactly
+    the operations marked with its mode (`service:Operation`, then `Operation` of the same
+    service; what is in parentheses says when)."""
+    section = README.split("**The AWS API calls each mode makes**", 1)[1]
+    rows = dict(re.findall(r"^\| (\w+) \| (.+) \|$", section.split("\n\n", 2)[1], flags=re.MULTILINE))
+    assert set(rows) == {"mode", *iam.MODES}
+    for mode in iam.MODES:
+        named, service = set(), ""
+        for token in re.findall(r"`([^`]+)`", re.sub(r"\([^()]*\)", "", rows[mode])):
+            prefix, _, operation = token.rpartition(":")
+            service = prefix or service
+            assert service and re.fullmatch(r"[A-Z][a-z]\w+", operation), (mode, token)
+            named.add((service, operation))
+        assert named == {(c.service, c.operation) for c in iam.CALLS if mode in c.modes}, mode
+
+
+def test_the_readme_names_every_action_of_the_plan_policy() -> None:
+    section = README.split("### The plan role's policy", 1)[1].split("\n## ", 1)[0]
+    policy = iam.plan_policy(make_config(stack="my-data"), iam.Target(REGION, ACCOUNT))
+    actions = {a for statement in policy.document["Statement"] for a in listed(statement["Action"])}
+    missing = [a for a in actions if f"`{a}`" not in section and f"`{a.partition(':')[2]}`" not in section]
+    assert not missing, f"actions of the plan policy the README's plan role section does not name: {missing}"
+
+
 def test_every_left_out_permission_is_in_the_readme() -> None:
     section = README.split("### The deployer's IAM policy", 1)[1].split("\n## ", 1)[0]
     missing = [p for out in iam.LEFT_OUT for p in out.permissions if f"`{p}`" not in section]
@@ -432,6 +495,17 @@ def test_iam_policy_without_credentials_has_a_placeholder_account(no_aws: None, 
     assert "Warning: no AWS credentials: the ARNs say ACCOUNT_ID" in done.stderr
     assert "IAM policy for deploying my-data (function_url) to eu-west-1, account ACCOUNT_ID" in done.stderr
     assert "left out: ec2:DescribeSecurityGroups" in done.stderr
+
+
+def test_iam_policy_plan_prints_the_plan_roles_policy(no_aws: None, tmp_path: Path) -> None:
+    path = write_project(tmp_path / "site", "stack: my-data\nregion: eu-west-1\n")
+    done = CliRunner().invoke(cli, ["iam-policy", "-c", str(path), "--plan"])
+    assert done.exit_code == 0, done.output
+    expected = iam.plan_policy(load_config(path), iam.Target("eu-west-1", iam.PLACEHOLDER_ACCOUNT))
+    assert json.loads(done.stdout) == expected.document
+    assert "cloudformation:ExecuteChangeSet" not in done.stdout and "s3:PutObject" not in done.stdout
+    assert "IAM policy for planning (read-only) my-data (function_url) to eu-west-1" in done.stderr
+    assert "never executes one; no resource's permissions, no upload" in done.stderr
 
 
 def test_iam_policy_without_a_region_says_so(no_aws: None, tmp_path: Path) -> None:
@@ -483,10 +557,30 @@ def project(tmp_path_factory: pytest.TempPathFactory, example_copy: Callable[[Pa
     return Project(root, config, package(config, build(config)))
 
 
+RecordedCall = tuple[str, str, str, dict[str, Any]]  # (mode, service, operation, parameters)
+
+
+@dataclasses.dataclass
+class Recorder:
+    """Every AWS call of a session, with its API parameters (botocore's before-parameter-build
+    event: before-call has the serialized request), under the mode being run."""
+
+    mode: str
+    calls: list[RecordedCall] = dataclasses.field(default_factory=list)
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append((self.mode, model.service_model.endpoint_prefix, model.name, params))
+
+    def session(self, config: Config) -> d.Aws:
+        aws = d.aws_session(config)
+        aws.session.events.register("before-parameter-build", self)  # before the first client
+        return aws
+
+
 @dataclasses.dataclass(frozen=True)
 class Recorded:
     config: Config
-    calls: tuple[tuple[str, str, dict[str, Any]], ...]  # (service, operation, parameters)
+    calls: tuple[RecordedCall, ...]
     uploaded_template: bytes  # the main template as deploy put it in the bucket
     bootstrap_template: str | None  # the bootstrap stack's template as CloudFormation holds it
     role: str  # the function role's name as the stack made it
@@ -495,18 +589,13 @@ class Recorded:
 
 def record(local_aws: LocalAws, project: Project, config: Config) -> Recorded:
     """deploy, deploy again (nothing to do), plan and destroy, every AWS call recorded."""
-    calls: list[tuple[str, str, dict[str, Any]]] = []
-
-    def on_call(model: Any, params: dict[str, Any], **_: Any) -> None:
-        calls.append((model.service_model.endpoint_prefix, model.name, params))
-
-    aws = d.aws_session(config)
-    # the call's API parameters (before-call has the serialized request): before the first client
-    aws.session.events.register("before-parameter-build", on_call)
+    recorder = Recorder(iam.DEPLOY)
+    aws = recorder.session(config)
     options = d.DeployOptions(poll=0.1, timeout=60, health_check=False)
     template = tpl.render_template(config, project.result)
     deployed = d.deploy(config, project.result, template, options, aws=aws)
     d.deploy(config, project.result, template, options, aws=aws)
+    recorder.mode = iam.PLAN
     d.plan(config, project.result, template, options, aws=aws)
     s3 = boto3.client("s3", region_name=REGION)
     uploaded = s3.get_object(Bucket=deployed.bucket, Key=f"templates/{template.sha256}.json")["Body"].read()
@@ -516,10 +605,11 @@ def record(local_aws: LocalAws, project: Project, config: Config) -> Recorded:
         bootstrap = cf.get_template(StackName=tpl.bootstrap_stack_name(config.stack))["TemplateBody"]
         bootstrap = bootstrap if isinstance(bootstrap, str) else json.dumps(bootstrap)
     role = cf.describe_stack_resource(StackName=config.stack, LogicalResourceId=iam.ROLE_LOGICAL_ID)
+    recorder.mode = iam.DESTROY
     d.destroy(config, options, aws=aws)
     return Recorded(
         config,
-        tuple(calls),
+        tuple(recorder.calls),
         uploaded,
         bootstrap,
         role["StackResourceDetail"]["PhysicalResourceId"],
@@ -529,10 +619,11 @@ def record(local_aws: LocalAws, project: Project, config: Config) -> Recorded:
 
 @pytest.fixture(scope="module")
 def with_bootstrap(local_aws: LocalAws, project: Project) -> Recorded:
-    """The example as it is: a function URL, the bootstrap bucket. Its layer (7 MB) goes up in
-    parts, as a layer over boto3's 8 MB threshold does: the threshold is lowered to S3's 5 MB."""
+    """The example as it is: a function URL, the bootstrap bucket. Its layer (about 5 MB) goes up
+    in a multipart upload, as a layer over boto3's 8 MB threshold does: the threshold is lowered
+    to 1 MB (the layer is then one part, and the last part of an upload may be below S3's 5 MB)."""
     with pytest.MonkeyPatch.context() as patch:
-        lowered = functools.partial(boto3.s3.transfer.TransferConfig, multipart_threshold=5 * 1024 * 1024)
+        lowered = functools.partial(boto3.s3.transfer.TransferConfig, multipart_threshold=1024 * 1024)
         patch.setattr(boto3.s3.transfer, "TransferConfig", lowered)
         return record(local_aws, project, project.config)
 
@@ -550,9 +641,16 @@ def with_own_bucket(local_aws: LocalAws, project: Project) -> Recorded:
     )
 
 
-def resource_of(service: str, params: Mapping[str, Any], region: str) -> list[str]:
-    """What a call acts on, as IAM authorizes it (from the call's own parameters)."""
-    if service == "cloudformation":
+def resource_of(call: iam.Call, params: Mapping[str, Any], region: str) -> list[str]:
+    """What a call's action acts on, as IAM authorizes it (from the call's own parameters)."""
+    if call.family == iam.ANY:
+        return ["*"]
+    if call.parameter == "TemplateURL":  # the template object CloudFormation reads
+        url = urllib.parse.urlsplit(str(params["TemplateURL"]))
+        host, path = url.hostname or "", urllib.parse.unquote(url.path.lstrip("/"))
+        # virtual-hosted (<bucket>.s3.<region>.amazonaws.com/<key>), else path-style (/<bucket>/<key>)
+        return [f"arn:aws:s3:::{host.split('.s3.')[0]}/{path}" if ".s3." in host else f"arn:aws:s3:::{path}"]
+    if call.service == "cloudformation":
         assert "StackName" in params, params
         stack = str(params["StackName"])
         return [
@@ -560,12 +658,39 @@ def resource_of(service: str, params: Mapping[str, Any], region: str) -> list[st
             if stack.startswith("arn:")
             else f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/x1"
         ]
-    if service == "s3":
-        bucket = f"arn:aws:s3:::{params['Bucket']}"
-        if "Delete" in params:
-            return [f"{bucket}/{o['Key']}" for o in params["Delete"]["Objects"]]
-        return [f"{bucket}/{params['Key']}"] if "Key" in params else [bucket]
-    return ["*"]
+    assert call.service == "s3", call
+    bucket = f"arn:aws:s3:::{params['Bucket']}"
+    if call.family == iam.BUCKET:
+        return [bucket]
+    if "Delete" in params:
+        return [f"{bucket}/{o['Key']}" for o in params["Delete"]["Objects"]]
+    return [f"{bucket}/{params['Key']}"]
+
+
+def refusals(calls: Sequence[RecordedCall], policy: Mapping[str, Any]) -> list[str]:
+    """What the recorded calls need that `policy` does not allow, and calls `iam.CALLS` does not
+    list for the mode that made them."""
+    found = []
+    for mode, service, operation, params in calls:
+        needed = [c for c in iam.CALLS if (c.service, c.operation) == (service, operation)]
+        if not needed:
+            found.append(f"{service}:{operation} is not in iam.CALLS")
+        versions = any("VersionId" in o for o in (params.get("Delete") or {}).get("Objects", ()))
+        for call in needed:
+            if mode not in call.modes:
+                found.append(f"{mode} called {operation}: iam.CALLS says {call.action} is not {mode}'s")
+            if call.bootstrap_only and not versions and operation == "DeleteObjects":
+                continue
+            if call.parameter and call.parameter not in params:
+                continue
+            for resource in resource_of(call, params, REGION):
+                if not allows(policy, call.action, resource):
+                    found.append(f"{mode} {operation}: {call.action} on {resource}")
+    return list(dict.fromkeys(found))
+
+
+def operations(run: Recorded, mode: str) -> set[tuple[str, str]]:
+    return {(service, operation) for made_in, service, operation, _ in run.calls if made_in == mode}
 
 
 @pytest.mark.parametrize("recorded", ["with_bootstrap", "with_own_bucket"])
@@ -575,25 +700,70 @@ def test_every_call_deploy_plan_and_destroy_make_is_allowed(
     run: Recorded = request.getfixturevalue(recorded)
     policy = iam.deployer_policy(run.config, iam.locate(run.config))
     assert policy.site.target.account == ACCOUNT and not policy.warnings  # from STS (moto's)
-    operations = {(service, operation) for service, operation, _ in run.calls}
-    assert ("cloudformation", "ExecuteChangeSet") in operations and ("s3", "DeleteObjects") in operations
-    assert ("logs", "DescribeLogGroups") in operations
+    deploy, destroy = operations(run, iam.DEPLOY), operations(run, iam.DESTROY)
+    assert ("cloudformation", "ExecuteChangeSet") in deploy and ("s3", "DeleteObjects") in destroy
+    assert ("logs", "DescribeLogGroups") in deploy
     if run.config.deploy.bucket:
-        assert ("lambda", "GetAccountSettings") in operations and ("s3", "HeadBucket") in operations
+        assert ("lambda", "GetAccountSettings") in deploy and ("s3", "HeadBucket") in destroy
     else:
-        assert ("s3", "CreateMultipartUpload") in operations and ("s3", "UploadPart") in operations
-        assert ("s3", "ListObjectVersions") in operations
-    for service, operation, params in run.calls:
-        needed = [c for c in iam.CALLS if (c.service, c.operation) == (service, operation)]
-        assert needed, f"{service}:{operation} is not in iam.CALLS"
-        versions = any("VersionId" in o for o in (params.get("Delete") or {}).get("Objects", ()))
-        for call in needed:
-            if call.bootstrap_only and not versions and operation == "DeleteObjects":
-                continue
-            for resource in resource_of(service, params, REGION):
-                assert allows(policy.document, call.action, resource), (
-                    f"{operation}: {call.action} on {resource}"
-                )
+        assert ("s3", "CreateMultipartUpload") in deploy and ("s3", "UploadPart") in deploy
+        assert ("s3", "ListObjectVersions") in destroy
+    assert any("TemplateURL" in params for *_, params in run.calls)  # CloudFormation reads it
+    assert not refusals(run.calls, policy.document)
+
+
+@pytest.mark.parametrize("recorded", ["with_bootstrap", "with_own_bucket"])
+def test_every_call_plan_makes_is_allowed_by_the_plan_policy(
+    recorded: str, request: pytest.FixtureRequest
+) -> None:
+    run: Recorded = request.getfixturevalue(recorded)
+    policy = iam.plan_policy(run.config, iam.locate(run.config))
+    assert policy.site.target.account == ACCOUNT and not policy.warnings
+    plan = operations(run, iam.PLAN)
+    change_sets = {("cloudformation", f"{verb}ChangeSet") for verb in ("Create", "Describe", "Delete")}
+    assert change_sets | {("logs", "DescribeLogGroups"), ("s3", "HeadObject")} <= plan
+    if run.config.deploy.bucket:
+        assert {("lambda", "GetAccountSettings"), ("s3", "HeadBucket")} <= plan
+    assert not {("s3", "PutObject"), ("cloudformation", "ExecuteChangeSet")} & plan
+    assert not refusals([c for c in run.calls if c[0] == iam.PLAN], policy.document)
+    # the deploy's and the destroy's calls are refused
+    assert any(": cloudformation:ExecuteChangeSet on" in r for r in refusals(run.calls, policy.document))
+
+
+def test_plan_sends_a_large_template_by_its_url_or_not_at_all(local_aws: LocalAws, project: Project) -> None:
+    """A template over 51,200 bytes even as compact JSON: plan uploads nothing. One a deploy
+    uploaded goes by its URL (CloudFormation reads it with the plan role's s3:GetObject); another
+    makes no change set, and the plan says why."""
+    tags = {f"tag-{i:02d}-{'k' * 100}": "v" * 256 for i in range(47)}  # on every resource
+    config = dataclasses.replace(
+        project.config, stack="iam-large", deploy=dataclasses.replace(project.config.deploy, tags=tags)
+    )
+    template = tpl.render_template(config, project.result)
+    assert tpl.inline_body(template) is None
+    options = d.DeployOptions(poll=0.1, timeout=60, health_check=False)
+    d.deploy(config, project.result, template, options)
+    recorder = Recorder(iam.PLAN)
+    aws = recorder.session(config)
+    try:
+        same = d.plan(config, project.result, template, options, aws=aws)
+        retagged = dataclasses.replace(
+            config, deploy=dataclasses.replace(config.deploy, tags={**tags, "another": "tag"})
+        )
+        other = d.plan(
+            retagged, project.result, tpl.render_template(retagged, project.result), options, aws=aws
+        )
+    finally:
+        d.destroy(config, options)
+    assert same.changes_from == "change set" and same.changes_note is None
+    assert other.changes_from == "unknown" and other.changes == () and other.online
+    assert other.changes_note is not None and "no change set was made" in other.changes_note
+    (url,) = [
+        params["TemplateURL"] for _, _, operation, params in recorder.calls if operation == "CreateChangeSet"
+    ]
+    assert url.endswith(f"/templates/{template.sha256}.json")
+    made = {operation for _, _, operation, _ in recorder.calls}
+    assert not made & {"PutObject", "CreateMultipartUpload", "ExecuteChangeSet"}
+    assert not refusals(recorder.calls, iam.plan_policy(config, iam.locate(config)).document)
 
 
 @pytest.mark.parametrize("recorded", ["with_bootstrap", "with_own_bucket"])

@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 from packaging.requirements import Requirement
 
+from datasette_action import dependencies
 from datasette_action import package as package_module
 from datasette_action.build import BuildResult, BuiltDatabase, build
 from datasette_action.cli import cli
@@ -96,6 +97,8 @@ PROJECT = {
     "    return {'hello': 'world'}\n",
 }
 PY313 = find_interpreter("3.13")
+# The layer fixture whose compiled parts this machine can load, and its Python.
+THIS_MACHINES_LAYER = {"x86_64": ("packaged", "3.13"), "aarch64": ("packaged_arm64", "3.12")}
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,58 @@ def test_without_the_target_python_it_ships_no_pyc_and_says_so(packaged_arm64: P
     )
 
 
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="binutils' readelf checks the result")
+@pytest.mark.parametrize("fixture", ["packaged", "packaged_arm64"])
+def test_the_layers_shared_objects_have_no_debug_sections(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    packaged: Packaged = request.getfixturevalue(fixture)
+    libraries = sorted(layer_tree(packaged.result).rglob("*.so"))
+    assert len(libraries) >= 3  # sqlean's _sqlite3, PyYAML's _yaml, MarkupSafe's _speedups
+    for library in libraries:
+        done = subprocess.run(["readelf", "-h", "-S", "-W", str(library)], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stderr == "", (library, done.stderr)
+        assert "Shared object file" in done.stdout and ".symtab" in done.stdout, library
+        assert ".debug" not in done.stdout, library
+    [sqlean] = [library for library in libraries if library.name.startswith("_sqlite3.")]
+    assert sqlean.stat().st_size < 3 * MB  # 8.5 MB (x86_64) or 8.8 MB (aarch64) in its wheel
+    logged = f"stripped debug sections from {len(libraries)} shared object(s): "
+    assert [line for line in packaged.log if line.startswith(("stripped ", "left "))] == [
+        next(line for line in packaged.log if line.startswith(logged))
+    ]
+
+
+@pytest.mark.skipif(platform.machine() not in THIS_MACHINES_LAYER, reason="no layer for this CPU")
+def test_the_stripped_sqlite_binding_loads_and_answers_queries(request: pytest.FixtureRequest) -> None:
+    """The layer's sqlean.py, debug sections stripped, in a Python of the layer's version with only
+    the layer on sys.path (-B: no .pyc written into the fixture's tree)."""
+    fixture, python = THIS_MACHINES_LAYER[platform.machine()]
+    interpreter = find_interpreter(python)
+    if interpreter is None:
+        pytest.skip(f"needs python{python} to load the layer built for it")
+    tree = layer_tree(request.getfixturevalue(fixture).result)
+    script = textwrap.dedent(
+        """\
+        import json, sys
+        sys.path[:0] = [sys.argv[1]]
+        import sqlean, sqlean._sqlite3
+        db = sqlean.connect(":memory:")
+        db.execute("create virtual table docs using fts5(body)")
+        db.executemany("insert into docs values (?)", [("debug sections stripped",), ("symbols kept",)])
+        found = db.execute("select body from docs where docs match 'stripped'").fetchall()
+        value = db.execute("select json_extract(?, '$.a[1]')", ['{"a": [1, 2]}']).fetchone()[0]
+        print(json.dumps([sqlean._sqlite3.__file__, sqlean.sqlite_version, found, value]))
+        """
+    )
+    done = subprocess.run(
+        [str(interpreter), "-I", "-S", "-B", "-c", script, str(tree)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    library, version, found, value = json.loads(done.stdout)
+    assert Path(library).parent == tree / "sqlean" and Path(library).stat().st_size < 3 * MB
+    assert (version, found, value) == ("3.50.4", [["debug sections stripped"]], 2)
+
+
 # -- the function code and the manifest ------------------------------------------------------------
 
 
@@ -384,6 +439,16 @@ def test_packaging_again_gives_the_same_bytes(packaged: Packaged, tmp_path: Path
     assert again.result.function.zip_path.name == packaged.result.function.zip_path.name
 
 
+def test_a_layer_built_again_from_scratch_has_the_same_bytes(packaged: Packaged, tmp_path: Path) -> None:
+    """pip, pruning, stripping, compiling and zipping again, without the cache: the same sha256."""
+    config_path = copy_project(packaged, tmp_path)
+    shutil.rmtree(config_path.parent / ".datasette-lambda" / "package")
+    again = run_package(config_path)
+    assert not again.result.layer.reused and any(line.startswith("installing ") for line in again.log)
+    assert again.result.layer.sha256 == packaged.result.layer.sha256
+    assert again.result.layer.zip_path.name == packaged.result.layer.zip_path.name
+
+
 def test_zips_do_not_depend_on_file_times_or_creation_order(tmp_path: Path) -> None:
     shas = []
     for run, names in enumerate((["b.txt", "a/c.txt"], ["a/c.txt", "b.txt"])):
@@ -430,6 +495,14 @@ def test_the_layer_key_follows_requirements_target_and_pyc() -> None:
         layer_key(("datasette", "mangum"), Target("3.13", "x86_64"), compiled=False),
     }
     assert len(others) == 5 and base not in others
+
+
+def test_a_new_layer_recipe_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers cached by an older recipe (before stripping: no recipe in the key) are rebuilt."""
+    wanted, target = ("datasette", "mangum"), Target("3.13", "x86_64")
+    current = layer_key(wanted, target, compiled=True)
+    monkeypatch.setattr(dependencies, "LAYER_RECIPE", dependencies.LAYER_RECIPE + 1)
+    assert layer_key(wanted, target, compiled=True) != current
 
 
 def test_layers_for_other_requirements_are_dropped_from_the_cache(packaged: Packaged, tmp_path: Path) -> None:

@@ -82,14 +82,17 @@ class Generated:
 
 @pytest.fixture(scope="module")
 def generated(inputs: Inputs, tmp_path_factory: pytest.TempPathFactory) -> Generated:
-    """The one real package run of the generate-dir tests."""
+    """The one real package run of the generate-dir tests: in a region without Lambda function
+    URLs, so with an HTTP API in front (the deploy test below publishes a function URL)."""
     directory = tmp_path_factory.mktemp("generated") / "site"
     result = publish(
         inputs.database,
         "--stack",
         "my-site",
         "--region",
-        "eu-west-1",
+        "il-central-1",
+        "--frontend",
+        "http_api",
         "--memory",
         "512",
         "--generate-dir",
@@ -131,7 +134,15 @@ def test_lambda_is_one_of_datasettes_publishers() -> None:
     assert "lambda" in datasette.cli.publish.commands
     result = CliRunner().invoke(datasette.cli.cli, ["publish", "lambda", "--help"])
     assert result.exit_code == 0, result.output
-    for option in ("--stack", "--generate-dir", "--endpoint-url", "--plugin-secret", "--install", "--title"):
+    for option in (
+        "--stack",
+        "--frontend",
+        "--generate-dir",
+        "--endpoint-url",
+        "--plugin-secret",
+        "--install",
+        "--title",
+    ):
         assert option in result.output
 
 
@@ -147,7 +158,7 @@ def test_the_generated_config(generated: Generated) -> None:
         "# Written by `datasette publish lambda`. A datasette-lambda project: deploy it again with\n"
         f"#   datasette-lambda deploy -c {config_path}\n"
         "stack: my-site\n"
-        "region: eu-west-1\n"
+        "region: il-central-1\n"
         "databases:\n"
         "  fixtures:\n"
         "    file: databases/fixtures.db\n"
@@ -168,11 +179,13 @@ def test_the_generated_config(generated: Generated) -> None:
         "  architecture: x86_64\n"
         "  memory: 512\n"
         "deploy:\n"
+        "  frontend: http_api\n"
         "  secrets:\n"
         "  - DATASETTE_AUTH_GITHUB_CLIENT_SECRET\n"
     )
     config = load_config(config_path)  # a valid datasette-lambda project
     assert config.stack == "my-site" and config.deploy.secrets == ("DATASETTE_AUTH_GITHUB_CLIENT_SECRET",)
+    assert config.deploy.frontend == "http_api" and config.region == "il-central-1"
     assert config.datasette.version_note == "published by a test"
 
 
@@ -198,8 +211,9 @@ def test_the_template_renders_and_lints(generated: Generated) -> None:
     assert parameters["DatasetteSecret"]["NoEcho"] is True
     function = body["Resources"]["Function"]["Properties"]
     assert function["Runtime"] == "python3.13" and function["MemorySize"] == 512
-    assert "FunctionUrl" in body["Resources"] and "SiteUrl" in body["Outputs"]
-    errors = [p for p in lint_template(Template.of(body, {}, {}), "eu-west-1") if p.severity == "error"]
+    assert "HttpApi" in body["Resources"] and "FunctionUrl" not in body["Resources"]
+    assert "SiteUrl" in body["Outputs"]
+    errors = [p for p in lint_template(Template.of(body, {}, {}), "il-central-1") if p.severity == "error"]
     assert not errors
 
 
@@ -336,26 +350,44 @@ def test_user_errors_are_one_line(
     assert list(tmp_path.iterdir()) == []  # checked before anything is written
 
 
-@pytest.mark.parametrize("given", ["--region", "AWS_REGION"])
+@pytest.mark.parametrize("given", ["--region", "AWS_REGION", "--generate-dir"])
 def test_a_region_without_function_urls_fails_before_the_build(
-    inputs: Inputs, no_aws: None, monkeypatch: pytest.MonkeyPatch, given: str
+    inputs: Inputs, no_aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
+    """Said with this command's option (`--frontend`), before anything is written or built."""
+    work = tmp_path / "work"  # (no_aws keeps an empty AWS config in tmp_path)
+    work.mkdir()
+    monkeypatch.chdir(work)
     if given == "AWS_REGION":
         monkeypatch.setenv("AWS_REGION", "il-central-1")
+        arguments = []
         where = (
             "region il-central-1 (from the AWS environment: AWS_REGION, AWS_DEFAULT_REGION or the profile)"
         )
     else:
-        where = "region"
-    arguments = ["--region", "il-central-1"] if given == "--region" else []
+        arguments = ["--region", "il-central-1"]
+        arguments += ["--generate-dir", str(work / "out")] if given == "--generate-dir" else []
+        where = "--region il-central-1"
     result = publish(inputs.database, "--stack", "x", *arguments)
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        f"Error: {where}: AWS offers no Lambda function URLs in il-central-1, and deploy.frontend is"
-        " function_url (the default); use `deploy.frontend: http_api` there (an API Gateway HTTP API in"
+        f"Error: {where}: AWS offers no Lambda function URLs in il-central-1, and --frontend is"
+        " function_url (the default); use `--frontend http_api` there (an API Gateway HTTP API in"
         " front of the function)"
     ]
-    assert "Built" not in result.output and "pip" not in result.output
+    assert list(work.iterdir()) == []  # nothing written, nothing built
+
+
+def test_generate_dir_needs_no_region(inputs: Inputs, no_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --region, a generated project is checked when it is deployed (in the region of
+    that moment), not against the environment's region now."""
+    from datasette_action.publish import check_frontend
+
+    monkeypatch.setenv("AWS_REGION", "il-central-1")
+    check_frontend("function_url", None, deploying=False)  # no error
+    with pytest.raises(UserError, match="use `--frontend http_api` there"):
+        check_frontend("function_url", None, deploying=True)
+    check_frontend("http_api", "il-central-1", deploying=True)
 
 
 def test_extra_options_become_typed_settings() -> None:

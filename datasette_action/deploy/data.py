@@ -148,6 +148,7 @@ class PlanResult:
     deployed: DeployedState | None  # what the last deploy recorded; None: nothing, or unknown
     planned: DeployedState  # what this deploy would put live
     seconds: float
+    changes_note: str | None = None  # online with changes "unknown": why no change set was made
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,7 @@ def plan(
     bucket, _ = artifacts_bucket(aws, config, options, create=False)
     in_bucket = {w.key: object_exists(aws, bucket, w.key) for w in wanted} if bucket else {}
     deployed = read_state(aws, bucket, config.stack, options) if bucket else None
+    changes_note = None
     if info is None or info.status == "REVIEW_IN_PROGRESS" or bucket is None:
         note = f"the stack {config.stack} does not exist yet: deploy creates everything"
         changes, source = _all_added(template), "template"
@@ -217,7 +218,15 @@ def plan(
         changes, source = _all_added(template), "template"
     else:
         note = f"the stack {config.stack} is {info.status}"
-        changes, source = _planned_changes(aws, config, template, bucket, info, options), "change set"
+        uploaded = bool(in_bucket.get(template_object(template).key))
+        found = _planned_changes(aws, config, template, bucket, info, options, uploaded=uploaded)
+        changes, source = (found, "change set") if found is not None else ((), "unknown")
+        if found is None:
+            changes_note = (
+                f"Unknown: the template does not fit in the {tpl.TEMPLATE_BODY_INLINE_LIMIT:,} bytes"
+                " CloudFormation takes inline, and no deploy has uploaded it yet; plan uploads nothing,"
+                " so no change set was made (deploy uploads it)"
+            )
     return PlanResult(
         stack=config.stack,
         online=True,
@@ -227,6 +236,7 @@ def plan(
         stack_status=info.status if info else None,
         changes=changes,
         changes_from=source,
+        changes_note=changes_note,
         artifacts=_planned(wanted, in_bucket),
         deployed=deployed,
         planned=planned_state,
@@ -235,20 +245,30 @@ def plan(
 
 
 def _planned_changes(
-    aws: Aws, config: Config, template: Template, bucket: str, info: StackInfo, options: DeployOptions
-) -> tuple[ResourceChange, ...]:
-    """A change set for the update, described, then deleted: the live stack is not touched. The
-    template goes inline when it fits (51,200 bytes), so nothing is uploaded."""
-    body = template.to_json()
-    url = None
-    if template.size > tpl.TEMPLATE_BODY_INLINE_LIMIT:
-        planned = template_object(template)
-        upload(aws, bucket, planned, options)
-        url = template_url(aws, bucket, planned.key)
+    aws: Aws,
+    config: Config,
+    template: Template,
+    bucket: str,
+    info: StackInfo,
+    options: DeployOptions,
+    *,
+    uploaded: bool,
+) -> tuple[ResourceChange, ...] | None:
+    """A change set for the update, described, then deleted: the live stack is not touched.
+
+    Plan uploads nothing: its role may only read (`datasette-lambda iam-policy --plan`), because
+    deploy reuses an object already at a content-addressed key without reading it back, so a
+    pull request allowed to write there could plant a template a later deploy would run. The
+    template goes inline (TemplateBody, compact JSON) when it fits, else by its URL when a deploy
+    uploaded it already (CloudFormation reads it with the caller's s3:GetObject). Neither: None,
+    no change set."""
+    body = tpl.inline_body(template)
+    if body is None and not uploaded:
+        return None
     request = StackRequest(
         name=config.stack,
-        template_url=url,
-        template_body=None if url else body,
+        template_url=None if body is not None else template_url(aws, bucket, template_object(template).key),
+        template_body=body,
         parameters=stack_parameters(template, bucket, info, options),
         tags=stack_tags(config),
     )
