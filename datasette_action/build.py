@@ -140,6 +140,7 @@ def _copy_database(db: DatabaseConfig, target: Path) -> None:
     wal = header[18] == 2 or Path(f"{db.file}-wal").exists()
     if not wal:
         shutil.copyfile(db.file, target)  # published as it is, byte for byte
+        _check_integrity(db, target)
         return
     # A WAL database (or one with un-checkpointed changes beside it) is copied through SQLite's
     # backup API, which reads the WAL too, and switched to journal_mode DELETE.
@@ -152,6 +153,30 @@ def _copy_database(db: DatabaseConfig, target: Path) -> None:
         source.close()
     except sqlite3.Error as exc:
         raise SourceError(f"cannot read database file {db.file}: {exc}", where) from None
+    _check_integrity(db, target)
+
+
+def _check_integrity(db: DatabaseConfig, copy: Path) -> None:
+    """A damaged `file:` database fails here, naming it, not deep in the build or on the site.
+    `copy`: the build's copy of it (a WAL database's changes included)."""
+    problem = None
+    try:
+        conn = sqlite3.connect(f"file:{copy}?immutable=1", uri=True)
+        try:
+            rows = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        finally:
+            conn.close()
+        if rows != ["ok"]:
+            problem = "; ".join(str(row) for row in rows[:3])
+    except sqlite3.Error as exc:
+        if "file is not a database" in str(exc):
+            return  # not a damaged database but none at all: reported where it is opened
+        problem = str(exc)
+    if problem is not None:
+        raise BuildError(
+            f"database file {db.file} is damaged (PRAGMA quick_check: {problem}); restore it from a good copy",
+            db.location,
+        )
 
 
 def _build_tables(
@@ -451,13 +476,40 @@ def _index_name(database: sqlite_utils.Database, table: str, columns: tuple[str,
     return name
 
 
+class _StepGuard:
+    """An authorizer for `sql:` steps: a config (a pull request's, say) must not make SQLite write
+    or load files. ATTACH of another file and VACUUM INTO (which SQLite authorizes as an ATTACH of
+    its target) are denied, and so is load_extension(); ATTACH ':memory:' (or '', a temporary
+    database) is allowed."""
+
+    def __init__(self) -> None:
+        self.denied: str | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_ATTACH and arg1 not in ("", ":memory:", None):
+            self.denied = (
+                f"sql steps may not attach or write other database files (ATTACH or VACUUM INTO"
+                f" '{arg1}'); the build writes only its own databases"
+            )
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
+            self.denied = "sql steps may not call load_extension(); SQLite extensions cannot be loaded"
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+
 def _run_sql_steps(db: DatabaseConfig, target: Path) -> None:
     conn = _connect(target)
+    guard = _StepGuard()
+    conn.set_authorizer(guard)
     try:
         for step in db.sql:
             try:
+                guard.denied = None
                 conn.executescript(step.sql)
             except sqlite3.Error as exc:
+                if guard.denied is not None:
+                    raise BuildError(guard.denied, step.location) from None
                 statement = " ".join(step.sql.split())
                 raise BuildError(
                     f"sql step failed: {exc}; the statement was: {statement}", step.location

@@ -154,9 +154,15 @@ def package_command(config_path: Path, as_json: bool) -> None:
 @cli.command(name="serve")
 @common_options
 @click.option("-p", "--port", default=8001, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
-def serve_command(config_path: Path, as_json: bool, port: int) -> None:
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Handler processes answering requests side by side (default: the number of CPU cores).",
+)
+def serve_command(config_path: Path, as_json: bool, port: int, concurrency: int | None) -> None:
     """Build, package, then serve the packaged bundle on localhost through the Lambda handler."""
-    from datasette_action.serve import architecture_warning, local_lambda, make_server
+    from datasette_action.serve import architecture_warning, local_lambdas, make_server
 
     packaged = pipeline.build_and_package(load_config(config_path), log=_log)
     result = packaged.result
@@ -165,13 +171,18 @@ def serve_command(config_path: Path, as_json: bool, port: int) -> None:
         click.echo(line, err=True)
     # The function's run-time secret, as Lambda would give it from the stack's parameter.
     secret = {name: value for name, value in os.environ.items() if name == "DATASETTE_SECRET"}
-    with local_lambda(result, env=secret) as function:
+    concurrency = concurrency or os.cpu_count() or 1
+    with local_lambdas(result, concurrency, env=secret) as function:
         server = make_server(function, port, log=_log)
         url = f"http://127.0.0.1:{server.server_address[1]}/"
         click.echo(
             f"Serving {result.function.zip_path.name} + {result.layer.zip_path.name} at {url}", err=True
         )
-        click.echo("Each request runs the Lambda handler in a separate process. Ctrl-C stops.", err=True)
+        click.echo(
+            f"Each request runs the Lambda handler in one of {concurrency} separate processes"
+            " (--concurrency); more requests wait for a free one. Ctrl-C stops.",
+            err=True,
+        )
         if as_json:
             click.echo(output.dumps({"url": url, "handler": result.handler}, compact=True))
             sys.stdout.flush()

@@ -14,7 +14,10 @@ returning the problem text, so each caller words its own prefix.
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,9 +63,25 @@ DATASETTE_SETTINGS: Mapping[str, type] = {
     "trace_debug": bool,
     "base_url": str,
 }
+# The least each integer setting can mean something, from Datasette 0.65's docs/settings.rst:
+# 0 turns off threads (num_sql_threads), caching (default_cache_ttl, cache_size_kb), the CSV size
+# limit (max_csv_mb) and truncation (truncate_cells_html); pages, facets and time limits need 1.
+DATASETTE_SETTING_MIN: Mapping[str, int] = {
+    "default_page_size": 1,
+    "max_returned_rows": 1,
+    "num_sql_threads": 0,
+    "sql_time_limit_ms": 1,
+    "default_facet_size": 1,
+    "facet_time_limit_ms": 1,
+    "facet_suggest_time_limit_ms": 1,
+    "default_cache_ttl": 0,
+    "cache_size_kb": 0,
+    "max_csv_mb": 0,
+    "truncate_cells_html": 0,
+}
 # CloudFormation stack names: https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStack.html
 STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
-REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
+REGION = re.compile(r"[a-z]{2,4}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}")
 # A database name becomes a file name and a URL path segment.
 DATABASE_NAME = re.compile(r"\w[\w.-]*")
 # Lambda's own pattern for environment variable names: the key pattern of Environment.Variables
@@ -198,8 +217,35 @@ def version_specifier(version: str) -> str | None:
     return spec
 
 
+@functools.cache
+def known_regions() -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
+    """The regions the installed botocore knows and each partition's region pattern, from
+    botocore/data/endpoints.json (read as a file: importing botocore or boto3 would cost every
+    config load 100 ms). botocore, not cfn-lint: it is what deploy reaches AWS with, and it knows
+    the isolated partitions cfn-lint leaves out."""
+    spec = importlib.util.find_spec("botocore")
+    if spec is None or spec.origin is None:  # pragma: no cover - botocore is a dependency
+        return frozenset(), (REGION,)
+    data = json.loads((Path(spec.origin).parent / "data" / "endpoints.json").read_text(encoding="utf-8"))
+    partitions = data["partitions"]
+    regions = frozenset(region for partition in partitions for region in partition["regions"])
+    return regions, tuple(re.compile(partition["regionRegex"]) for partition in partitions)
+
+
 def region_problem(value: str) -> str | None:
-    return None if REGION.fullmatch(value) else f"'{value}' is not an AWS region name such as us-east-1"
+    """A region botocore knows; or one newer than this botocore when only its number is new (its
+    words, such as `us` and `east`, are those of known regions: `us-east-3`). Anything else,
+    `us-easst-1`, is a typo to fix, not a region to try."""
+    regions, patterns = known_regions()
+    if value in regions:
+        return None
+    words = {word for region in regions for word in region.split("-") if not word.isdigit()}
+    shaped = any(pattern.fullmatch(value) for pattern in patterns) and REGION.fullmatch(value)
+    if shaped and all(word in words for word in value.split("-") if not word.isdigit()):
+        return None
+    close = difflib.get_close_matches(value.lower(), sorted(regions), n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else "use a region name such as us-east-1"
+    return f"'{value}' is not an AWS region; {hint}"
 
 
 def frontend_problem(
@@ -341,6 +387,8 @@ class _Parser:
         self.file = path
         self.root = path.resolve().parent
         self.loaded = loaded
+        # where a key path of the metadata is (inline: in the config; else in its own file)
+        self.metadata_where: Callable[[KeyPath], Location] = lambda key: self.where(("metadata", *key))
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -432,7 +480,8 @@ class _Parser:
     def relative_path(self, value: Any, path: KeyPath, *, glob: bool = False) -> str:
         """A path (or glob) inside the config file's directory tree, kept relative."""
         text = self.string(value, path, "a path relative to the config file")
-        candidate = Path(text)
+        # `data/../data/x.csv` is inside; `data/../../x.csv` is not
+        candidate = Path(os.path.normpath(text))
         if candidate.is_absolute() or ".." in candidate.parts:
             raise self.fail(
                 path,
@@ -446,7 +495,7 @@ class _Parser:
                     f"'{text}' resolves to {resolved}, outside the config file's directory"
                     f" ({self.root}); use a path inside it",
                 )
-        return text
+        return text if candidate == Path(text) else candidate.as_posix()
 
     def existing(self, value: Any, path: KeyPath, *, kind: str) -> Path:
         text = self.relative_path(value, path)
@@ -466,6 +515,8 @@ class _Parser:
             at = frontend if frontend in self.loaded.lines else ("region",)
             self.check(at, frontend_problem(values["deploy"].frontend, values["region"]))
         metadata, metadata_file = values.pop("metadata")
+        if metadata is not None:
+            self.metadata_names(metadata, values["databases"])
         build_dir = self.root / values.pop("build_dir")
         return Config(
             path=self.file,
@@ -500,21 +551,56 @@ class _Parser:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"invalid JSON: {exc.msg}", Location(file, exc.lineno)) from None
+            self.metadata_where = lambda key: Location(file)  # json.loads keeps no lines
         else:
             # load_yaml, not yaml.safe_load: duplicate keys are errors and every error has a line
             loaded = load_yaml(text, file)
             data = loaded.value
+            self.metadata_where = lambda key: Location(file, _line_of(loaded.lines, key))
             if isinstance(data, dict):
                 _check_json(data, (), lambda key: Location(file, _line_of(loaded.lines, key)))
         if not isinstance(data, dict):
             raise ConfigError(f"metadata must be a mapping, got {_show(data)}", Location(file, 1))
         return data, file
 
+    def metadata_names(self, metadata: Mapping[str, Any], databases: Sequence[DatabaseConfig]) -> None:
+        """Metadata for a database the config does not define, or for a table of a built database
+        that it does not build, is a typo. Only what the config knows is checked: a `file:`
+        database's tables, and whatever a database's `sql:` steps may create, are not."""
+        written = metadata.get("databases")
+        if not isinstance(written, dict):
+            return
+        by_name = {db.name: db for db in databases}
+        for name, body in written.items():
+            where = self.metadata_where(("databases", name))
+            db = by_name.get(name)
+            if db is None:
+                close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"the databases are: {', '.join(by_name)}"
+                raise ConfigError(
+                    f"metadata for database '{name}', which the config does not define; {hint}", where
+                )
+            tables = body.get("tables") if isinstance(body, dict) else None
+            if db.file is not None or db.sql or not isinstance(tables, dict):
+                continue
+            known = [t.name for t in db.tables]
+            for table_name in tables:
+                # `<t>_fts` and its shadow tables are built too
+                if any(table_name == t or table_name.startswith(f"{t}_fts") for t in known):
+                    continue
+                close = difflib.get_close_matches(table_name, known, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"its tables are: {', '.join(known)}"
+                raise ConfigError(
+                    f"metadata for table '{table_name}' of database '{name}', which the config does"
+                    f" not build; {hint}",
+                    self.metadata_where(("databases", name, "tables", table_name)),
+                )
+
     # -- databases and tables ----------------------------------------------------------------
 
     def databases(self, value: Any, path: KeyPath) -> tuple[DatabaseConfig, ...]:
         if not isinstance(value, dict) or not value:
-            raise self.fail(path, f"expected a mapping of database names, got {_show(value)}")
+            raise self.fail(path, f"expected a mapping of database names, got {_show(value, empty=True)}")
         seen: dict[str, str] = {}
         result = []
         for name, body in value.items():
@@ -529,6 +615,12 @@ class _Parser:
                     (*path, name),
                     f"database '{name}' has the same name as '{seen[name.lower()]}'"
                     " (names are not case-sensitive on every file system); rename one",
+                )
+            if name == "_internal":
+                raise self.fail(
+                    (*path, name),
+                    "'_internal' is the name of Datasette's own internal database (yours would be"
+                    " renamed); rename it",
                 )
             seen[name.lower()] = name
             result.append(self.database(name, body, (*path, name)))
@@ -546,10 +638,18 @@ class _Parser:
 
     def tables(self, value: Any, path: KeyPath) -> tuple[TableConfig, ...]:
         if not isinstance(value, dict) or not value:
-            raise self.fail(path, f"expected a mapping of table names, got {_show(value)}")
+            raise self.fail(path, f"expected a mapping of table names, got {_show(value, empty=True)}")
         seen: dict[str, str] = {}
         tables: list[TableConfig] = []
         for name, body in value.items():
+            if not name.strip():
+                raise self.fail((*path, name), "a table name is empty; give the table a name")
+            if name.lower().startswith("sqlite_"):
+                # "object name reserved for internal use": https://www.sqlite.org/lang_createtable.html
+                raise self.fail(
+                    (*path, name),
+                    f"'{name}': SQLite reserves table names starting with 'sqlite_'; rename the table",
+                )
             if name.lower() in seen:
                 raise self.fail(
                     (*path, name),
@@ -647,6 +747,9 @@ class _Parser:
             if type(setting) is not expected:
                 kind = {int: "a whole number", bool: "true or false", str: "text"}[expected]
                 raise self.fail((*path, key), f"expected {kind}, got {_show(setting)}")
+            low = DATASETTE_SETTING_MIN.get(key)
+            if low is not None and cast(int, setting) < low:
+                raise self.fail((*path, key), f"expected a whole number of at least {low}, got {setting}")
         return body
 
     def plugins(self, value: Any, path: KeyPath) -> tuple[str, ...]:
@@ -949,8 +1052,10 @@ def _line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int:
     return lines.get(path, 1)
 
 
-def _show(value: Any) -> str:
-    """A value as the user wrote it, for messages."""
+def _show(value: Any, *, empty: bool = False) -> str:
+    """A value as the user wrote it, for messages (`empty`: say so of an empty mapping or list)."""
+    if empty and value in ({}, []):
+        return "an empty mapping" if isinstance(value, dict) else "an empty list"
     if value is None:
         return "nothing"
     if isinstance(value, bool):

@@ -314,7 +314,15 @@ def _load_json(job: StageJob) -> StageResult:
                 for kind, value, parse in zip(kinds, row, parse_text):
                     kind.observe_value(value, stage.rows + offset, parse)
                 values.append(row)
-            stage.write(positions, values)
+            try:
+                stage.write(positions, values)
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no text SQLite can store
+                line = next(line for (_, line), row in zip(batch, values) if not _encodable(row))
+                raise SourceError(
+                    "a string holds a lone surrogate (such as \\ud800), which is not valid Unicode"
+                    " and cannot be stored as text; fix the escape",
+                    source.at(line),
+                ) from None
         return _result(job, stage)
     finally:
         stage.close()
@@ -345,6 +353,16 @@ def _fold_keys(
             spelling.setdefault(key.lower(), key)
         folded.append(({spelling[key.lower()]: value for key, value in record.items()}, line))
     return folded
+
+
+def _encodable(row: list[Any]) -> bool:
+    try:
+        for value in row:
+            if isinstance(value, str):
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _sql_value(value: Any) -> Any:

@@ -31,6 +31,12 @@ def dumps(data: Any, *, compact: bool = False) -> str:
 # -- build ---------------------------------------------------------------------------------------
 
 
+def _printable(name: str) -> str:
+    """A table or view name on one line of text output: control characters (a newline in a name)
+    escaped as Python would, the name otherwise as it is."""
+    return name if name.isprintable() else repr(name)[1:-1]
+
+
 def build_text(built: Built) -> str:
     result = built.result
     lines = [
@@ -40,9 +46,9 @@ def build_text(built: Built) -> str:
         lines.append(f"  {database.path.name}  {size(database.size)}  sha256 {database.sha256[:12]}")
         for table in database.tables:
             if not table.hidden:
-                lines.append(f"    {table.name:<30} {table.rows:>12,} rows")
+                lines.append(f"    {_printable(table.name):<30} {table.rows:>12,} rows")
         for view in database.views:
-            lines.append(f"    {view:<30} {'(view)':>17}")
+            lines.append(f"    {_printable(view):<30} {'(view)':>17}")
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
     build:              Config -> Built                       (the SQLite databases)
     build_and_package:  Config -> Packaged                    (+ the two zips and the template)
     plan:               Packaged -> Planned, or CheckError    (lint, smoke test, compare with AWS)
-    deploy:             Packaged -> Deployed, or SiteDownError  (lint first, then AWS)
+    deploy:             Packaged -> Deployed, or SiteDownError  (lint and smoke test first, then AWS)
     destroy:            Config -> DestroyResult
 
 Before building for plan or deploy, front doors call `check_region` once they know the region
@@ -22,6 +22,7 @@ What a front door reads from its environment (secret values, the CI run id) it p
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -136,13 +137,15 @@ def plan(packaged: Packaged, options: DeployOptions, report: Path) -> Planned:
 
 
 def deploy(packaged: Packaged, options: DeployOptions) -> Deployed:
-    """Deploy the bundle. Raises SiteDownError (carrying the Deployed) when the stack deployed
+    """Deploy the bundle: cfn-lint and the smoke test first (either failing: nothing is sent
+    to AWS), then the stack. Raises SiteDownError (carrying the Deployed) when the stack deployed
     but the site does not answer its health check."""
     from datasette_action.deploy import aws_session
     from datasette_action.deploy import deploy as deploy_stack
 
     aws = aws_session(packaged.config, options.endpoint_url)  # CredentialsError without a region
     _lint_before_deploy(packaged.template, aws.region)
+    _smoke_test_before_deploy(packaged, options)
     outcome = deploy_stack(packaged.config, packaged.result, packaged.template, options, aws=aws)
     deployed = Deployed(packaged, outcome)
     health = outcome.health
@@ -154,6 +157,37 @@ def deploy(packaged: Packaged, options: DeployOptions) -> Deployed:
             result=deployed,
         )
     return deployed
+
+
+def _smoke_test_before_deploy(packaged: Packaged, options: DeployOptions) -> None:
+    """The bundle run through its handler, as `plan` runs it: one that does not answer (a plugin
+    that fails on import) stops the deploy before anything is sent, so the live site keeps
+    serving. Without an interpreter of the target version it is skipped, with a warning."""
+    from datasette_action.checks import smoke_test
+
+    smoke = smoke_test(packaged.result)
+    if smoke.skipped:
+        options.log(f"Warning: the bundle's smoke test was {smoke.skipped}")
+        return
+    failed = next((request for request in smoke.requests if not request.ok), None)
+    if failed is None:
+        return
+    answer = f"{failed.status}" if failed.status is not None else "no answer"
+    cause = _first_line(failed.error or "")
+    raise CheckError(
+        f"the bundle failed its smoke test: GET {failed.path} -> {answer}{f': {cause}' if cause else ''};"
+        " nothing was sent to AWS and the live site is unchanged (`datasette-lambda plan` runs the"
+        " same test; the function's log above says why)"
+    )
+
+
+def _first_line(text: str) -> str:
+    """The body's first non-blank line, markup stripped, at most 200 characters."""
+    for line in text.splitlines():
+        line = re.sub(r"<[^>]*>", "", line).strip()
+        if line:
+            return line[:200]
+    return ""
 
 
 def _lint_before_deploy(template: Template, region: str) -> None:

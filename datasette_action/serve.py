@@ -11,9 +11,11 @@ binding cannot load here, the same release of it built for this machine goes bef
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import queue
 import shutil
 import stat
 import subprocess
@@ -48,7 +50,9 @@ from datasette_action_entrypoint.sqlite import MODULE as SQLITE_MODULE
 _HANDLER_BOOTSTRAP = """\
 import sys
 sys.path[:0] = {paths!r}
-import contextlib, importlib, json, os, traceback, uuid
+import contextlib, importlib, json, os, signal, traceback, uuid
+# Ctrl-C reaches the whole process group: the server stops this process by closing its stdin.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 class Context:
     def __init__(self):
@@ -258,6 +262,28 @@ class LocalLambda:
             self.process.stdout.close()
 
 
+class LambdaPool:
+    """Several LocalLambda processes side by side, as Lambda runs several execution environments:
+    each answers one event at a time; a request waits for a free one."""
+
+    def __init__(self, functions: Sequence[LocalLambda]) -> None:
+        self.functions = list(functions)
+        self._free: queue.SimpleQueue[LocalLambda] = queue.SimpleQueue()
+        for function in self.functions:
+            self._free.put(function)
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        function = self._free.get()
+        try:
+            return function.invoke(event)
+        finally:
+            self._free.put(function)
+
+    def close(self) -> None:
+        for function in self.functions:
+            function.close()
+
+
 @contextmanager
 def local_lambda(result: PackageResult, env: dict[str, str] | None = None) -> Iterator[LocalLambda]:
     """The packaged function running locally from its own zips, as Lambda would run it.
@@ -285,8 +311,28 @@ def local_lambda(result: PackageResult, env: dict[str, str] | None = None) -> It
             function.close()
 
 
-def make_server(function: Invocable, port: int, log: Any = None) -> ThreadingHTTPServer:
-    """An HTTP server on 127.0.0.1:port (0 picks a free port) in front of `function`."""
+@contextmanager
+def local_lambdas(
+    result: PackageResult, concurrency: int, env: dict[str, str] | None = None
+) -> Iterator[LambdaPool]:
+    """`concurrency` local Lambda processes of the packaged function (see `local_lambda`), as a pool."""
+    if concurrency < 1:
+        raise UserError(f"--concurrency must be at least 1, got {concurrency}")
+    with contextlib.ExitStack() as stack:
+        pool = LambdaPool([stack.enter_context(local_lambda(result, env)) for _ in range(concurrency)])
+        yield pool
+
+
+# Connections the listening socket holds before accepting them (socketserver's default is 5, so a
+# burst of concurrent requests was reset); queued requests wait for a free handler process.
+BACKLOG = 1024
+
+
+def make_server(
+    function: Invocable, port: int, log: Any = None, backlog: int = BACKLOG
+) -> ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1:port (0 picks a free port) in front of `function`, queueing up to
+    `backlog` connections not yet accepted."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -324,8 +370,11 @@ def make_server(function: Invocable, port: int, log: Any = None) -> ThreadingHTT
         def log_message(self, format: str, *args: Any) -> None:
             pass  # requests are logged above, with their timing
 
+    class Server(ThreadingHTTPServer):
+        request_queue_size = backlog
+
     try:
-        return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        return Server(("127.0.0.1", port), Handler)
     except OSError as error:
         raise UserError(
             f"cannot listen on 127.0.0.1:{port}: {error.strerror}; pass another port with -p"

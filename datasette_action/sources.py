@@ -394,6 +394,8 @@ def _jsonl_records(stream: IO[str], source: SourceFile) -> Iterator[tuple[dict[s
             record = json.loads(text.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             raise SourceError(f"invalid JSON: {exc.msg} (column {exc.colno})", source.at(number)) from None
+        except RecursionError:
+            raise SourceError(TOO_DEEP, source.at(number)) from None
         if not isinstance(record, dict):
             raise SourceError(
                 f"expected a JSON object on each line, found {_json_kind(record)}", source.at(number)
@@ -503,6 +505,11 @@ def _decode_one(decoder: json.JSONDecoder, buffer: _JsonBuffer, source: SourceFi
                 continue
             line = buffer.line + buffer.text.count("\n", buffer.pos, exc.pos)
             raise SourceError(f"invalid JSON: {exc.msg}", source.at(line)) from None
+        except RecursionError:
+            raise SourceError(TOO_DEEP, source.at(buffer.line)) from None
+
+
+TOO_DEEP = "a record nests lists or objects too deeply to be read (Python's recursion limit); flatten it"
 
 
 def _json_kind(value: Any) -> str:

@@ -77,6 +77,14 @@ def rowid_name(columns: Sequence[str], source: SourceFile) -> str:
     return alias
 
 
+def max_columns(conn: sqlite3.Connection) -> int:
+    """SQLite's SQLITE_MAX_COLUMN: the binding has no getlimit(), so its compile options say."""
+    for (option,) in conn.execute("PRAGMA compile_options"):
+        if option.startswith("MAX_COLUMN="):
+            return int(option.split("=", 1)[1])
+    return 2000  # SQLite's default
+
+
 def connect(database: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(database, isolation_level=None)
     conn.execute("PRAGMA journal_mode = OFF")  # a stage is thrown away if anything fails
@@ -97,6 +105,7 @@ class StageWriter:
         self.conn = connect(database)
         self.conn.execute("PRAGMA page_size = 65536")  # fewer, larger pages: ~10% faster inserts
         self.conn.execute("BEGIN")
+        self.max_columns = max_columns(self.conn)
         self.fixed = fixed
         self.source = source
         self.typed_values = typed_values
@@ -134,6 +143,12 @@ class StageWriter:
                 self.columns.append(name)
                 self.kinds.append(ColumnKind())
             positions.append(self.folded[folded])
+        if len(self.columns) > self.max_columns:
+            raise SourceError(
+                f"{self.source.path.name} has {len(self.columns)} columns, more than SQLite allows"
+                f" in a table ({self.max_columns}, SQLITE_MAX_COLUMN); split it into tables",
+                self.source.at(line),
+            )
         return positions
 
     def affinities(self) -> tuple[Affinity, ...]:

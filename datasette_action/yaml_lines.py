@@ -21,6 +21,22 @@ KeyPath = tuple[str | int, ...]
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _VALUE_TAG = "tag:yaml.org,2002:value"
 _DEFAULT_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+# Aliases are expanded into copies (each copy has its own lines), so nested anchors ("billion
+# laughs": a 497-byte file of nine levels of nine aliases) would grow without end. The values one
+# file may expand to are bounded by its size: a config's cost stays proportional to its length.
+EXPANSION_BASE = 10_000
+EXPANSION_PER_CHARACTER = 10
+
+
+def expansion_budget(text: str) -> int:
+    """How many values (mapping and list items, scalars) a file of `text` may load into."""
+    return EXPANSION_BASE + EXPANSION_PER_CHARACTER * len(text)
+
+
+class _Budget:
+    def __init__(self, text: str) -> None:
+        self.size = len(text)
+        self.total = self.left = expansion_budget(text)
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,7 @@ def load_yaml(text: str, file: Path) -> LoadedYaml:
     lines: dict[KeyPath, int] = {}
     if node is None:
         return LoadedYaml(None, lines)
-    value = _convert(node, (), lines, loader, file, frozenset())
+    value = _convert(node, (), lines, loader, file, frozenset(), _Budget(text))
     return LoadedYaml(value, lines)
 
 
@@ -93,9 +109,11 @@ def _convert(
     loader: yaml.SafeLoader,
     file: Path,
     active: frozenset[int],
+    budget: _Budget,
 ) -> Any:
     # A mapping's caller has already recorded the key's line, which beats the value's.
     line = lines.setdefault(path, node.start_mark.line + 1)
+    _spend(budget, path, lines, file)
     if id(node) in active:  # `a: &x [*x]`: the alias would expand forever
         raise ConfigError(
             f"invalid YAML: {format_path(path) or 'the document'} is an alias of a value that"
@@ -109,14 +127,31 @@ def _convert(
             Location(file, node.start_mark.line + 1),
         )
     if isinstance(node, yaml.MappingNode):
-        return _convert_mapping(node, path, lines, loader, file, active | {id(node)})
+        return _convert_mapping(node, path, lines, loader, file, active | {id(node)}, budget)
     if isinstance(node, yaml.SequenceNode):
         active = active | {id(node)}
         return [
-            _convert(item, (*path, index), lines, loader, file, active)
+            _convert(item, (*path, index), lines, loader, file, active, budget)
             for index, item in enumerate(node.value)
         ]
     return _scalar(node, loader, Location(file, node.start_mark.line + 1))
+
+
+def _spend(budget: _Budget, path: KeyPath, lines: Mapping[KeyPath, int], file: Path) -> None:
+    """One more value loaded (or mapping merged), or the error that the file's budget is spent."""
+    budget.left -= 1
+    if budget.left >= 0:
+        return
+    # an alias's own line is lost (it is the anchor's node); anchors come before their
+    # aliases, so the latest line along the path is nearest the alias being expanded
+    line = max(lines.get(path[:n], 1) for n in range(len(path) + 1))
+    raise ConfigError(
+        f"invalid YAML: aliases expand {format_path(path) or 'the document'} past"
+        f" {budget.total:,} values, the most a file of {budget.size:,} characters may load"
+        " into (anchors nested in anchors, a 'billion laughs'); write the values out instead"
+        " of aliases of aliases",
+        Location(file, line),
+    )
 
 
 def _convert_mapping(
@@ -126,6 +161,7 @@ def _convert_mapping(
     loader: yaml.SafeLoader,
     file: Path,
     active: frozenset[int],
+    budget: _Budget,
 ) -> dict[str, Any]:
     own: dict[str, Any] = {}
     own_lines: dict[str, int] = {}
@@ -137,6 +173,7 @@ def _convert_mapping(
         if key_node.tag == _MERGE_TAG:
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
             for source in sources:
+                _spend(budget, path, lines, file)
                 if id(source) in active:
                     raise ConfigError(
                         f"invalid YAML: '<<' (merge) {_inside(path)} merges a mapping into itself",
@@ -149,14 +186,15 @@ def _convert_mapping(
                         where,
                     )
                 source_lines: dict[KeyPath, int] = {}
-                values = _convert_mapping(source, path, source_lines, loader, file, active)
-                for merged_key, value in values.items():
-                    if merged_key not in merged:  # in `<<: [*a, *b]`, a's keys win
-                        merged[merged_key] = value
-                        prefix = (*path, merged_key)
-                        merged_lines.update(
-                            (p, n) for p, n in source_lines.items() if p[: len(prefix)] == prefix
-                        )
+                values = _convert_mapping(source, path, source_lines, loader, file, active, budget)
+                added = {
+                    key: values[key] for key in values if key not in merged
+                }  # in `<<: [*a, *b]`, a's keys win
+                merged.update(added)
+                # one pass over the source's lines (not one per key: that is quadratic)
+                merged_lines.update(
+                    (p, n) for p, n in source_lines.items() if len(p) > len(path) and p[len(path)] in added
+                )
             continue
         if not isinstance(key_node, yaml.ScalarNode):
             kind = "a mapping" if isinstance(key_node, yaml.MappingNode) else "a list"
@@ -174,7 +212,7 @@ def _convert_mapping(
             )
         own_lines[key] = where.line or 1
         lines[(*path, key)] = own_lines[key]
-        own[key] = _convert(value_node, (*path, key), lines, loader, file, active)
+        own[key] = _convert(value_node, (*path, key), lines, loader, file, active, budget)
     if not merged:
         return own
     depth = len(path)

@@ -501,27 +501,28 @@ def test_the_force_input_deploys_with_nothing_changed(
     assert deployment_id() == after
 
 
-def test_a_deploy_whose_site_does_not_answer_is_shown_then_fails(
+def test_a_deploy_whose_bundle_fails_its_smoke_test_sends_nothing(
     packaged: Path, tmp_path: Path, local_aws: LocalAws
 ) -> None:
-    """The stack deploys, but Datasette cannot start: the health check gets 500. The deploy is
-    reported in full (outputs, summary) by the one failure path, then the step fails."""
+    """Datasette cannot start in the bundle (a plugin that raises at import): deploy runs plan's
+    smoke test before anything is sent, refuses with the cause, and no stack is made. (A site that
+    deploys but does not answer is tests/test_deploy.py's health-check test.)"""
     workspace = copy_of(packaged, tmp_path)
     break_datasette(workspace)
     inputs = {"endpoint-url": local_aws.endpoint_url, "stack-name": "tiny-broken"}
     run = run_action(workspace, inputs, env=AWS_ENV)
     assert run.returncode == 1, run.stdout + run.stderr
-    url = run.outputs["url"]
-    assert url.startswith("http://127.0.0.1:") and run.outputs["stack-name"] == "tiny-broken"
-    assert run.outputs["changed"] == "true" and run.outputs["bundle-sha256"]
-    failed = run.summary.index("## datasette-lambda deploy failed")
-    assert run.summary.index("# datasette-lambda deploy: `tiny-broken` updated") < failed
-    assert f"Health check: GET {url} → 500" in run.summary
-    assert run.commands("error") == [
-        f"::error title=datasette-lambda deploy failed::the stack deployed, but the site does not answer:"
-        f" GET {url} -> 500; see the function's logs in CloudWatch (/aws/lambda/tiny-broken)"
-    ]
+    [error] = run.commands("error")
+    assert error.startswith(
+        "::error title=datasette-lambda deploy failed::the bundle failed its smoke test: GET / -> 500: "
+    )
+    assert (
+        "this plugin is broken" in error and "nothing was sent to AWS and the live site is unchanged" in error
+    )
     assert not any("deployed:" in notice for notice in run.commands("notice"))
+    cf = boto3.client("cloudformation", region_name="us-east-1", endpoint_url=local_aws.endpoint_url)
+    names = {s["StackName"] for s in cf.list_stacks()["StackSummaries"]}
+    assert "tiny-broken" not in names and "tiny-broken-artifacts" not in names
 
 
 # -- the runner's formats -----------------------------------------------------------------------------

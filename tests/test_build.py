@@ -1613,3 +1613,112 @@ def test_sqlean_extensions_switched_on_by_the_environment_stop_the_build(
         " extension functions for the build, which the site never has (its entry point turns them off),"
         " so a `sql:` step using them would build and then fail in Lambda; unset it"
     )
+
+
+# -- hardening (issue 11) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line"),
+    [
+        ("x.csv", ",".join(f"c{i}" for i in range(2001)) + "\n" + ",".join(["1"] * 2001) + "\n", 1),
+        ("x.json", json.dumps([{f"c{i}": 1 for i in range(2001)}], indent=0), 2),
+    ],
+)
+def test_more_columns_than_sqlite_allows(project: Path, name: str, content: str, line: int) -> None:
+    message = build_error(project, f"d:\n  tables:\n    t: data/{name}\n", {f"data/{name}": content})
+    assert message == (
+        f"data/{name}:{line}: {name} has 2001 columns, more than SQLite allows in a table"
+        " (2000, SQLITE_MAX_COLUMN); split it into tables"
+    )
+
+
+def test_a_damaged_file_database_is_refused(project: Path) -> None:
+    good = project / "good.db"
+    conn = sqlite3.connect(good)
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 200)
+    conn.commit()
+    conn.close()
+    content = bytearray(good.read_bytes())
+    good.unlink()
+    content[2 * 4096 : 2 * 4096 + 8] = b"\x0d\xff\xff\xff\xff\xff\xff\xff"  # garble page 3's header
+    message = build_error(project, "d:\n  file: data/x.db\n", {"data/x.db": bytes(content)}, BuildError)
+    assert message == (
+        f"{CONFIG}:6: database file {project.resolve() / 'data' / 'x.db'} is damaged (PRAGMA"
+        " quick_check: database disk image is malformed); restore it from a good copy"
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        (
+            "ATTACH DATABASE '/tmp/elsewhere-x.db' AS x",
+            "sql steps may not attach or write other database files (ATTACH or VACUUM INTO"
+            " '/tmp/elsewhere-x.db'); the build writes only its own databases",
+        ),
+        (
+            "VACUUM INTO '/tmp/elsewhere-y.db'",
+            "sql steps may not attach or write other database files (ATTACH or VACUUM INTO"
+            " '/tmp/elsewhere-y.db'); the build writes only its own databases",
+        ),
+        (
+            "SELECT load_extension('x')",
+            "sql steps may not call load_extension(); SQLite extensions cannot be loaded",
+        ),
+    ],
+)
+def test_sql_steps_cannot_write_or_load_files(project: Path, statement: str, message: str) -> None:
+    bad = f'd:\n  tables:\n    t: data/x.csv\n  sql:\n    - "{statement}"\n'
+    got = build_error(project, bad, {"data/x.csv": "n\n1\n"}, BuildError)
+    assert got == f"{CONFIG}:10: {message}"
+    assert not Path("/tmp/elsewhere-x.db").exists() and not Path("/tmp/elsewhere-y.db").exists()
+
+
+def test_sql_steps_may_attach_memory(project: Path) -> None:
+    result = one_table(project, {"data/x.csv": "n\n1\n"})
+    assert rows(result) == [(1,)]
+    result = run_build(
+        project, "d:\n  tables:\n    t: data/x.csv\n  sql:\n    - \"ATTACH ':memory:' AS m; DETACH m\"\n"
+    )
+    assert rows(result) == [(1,)]
+
+
+def test_a_newline_in_a_table_name_stays_on_one_line_of_text_output(project: Path) -> None:
+    from datasette_action.output import build_text
+    from datasette_action.pipeline import Built
+
+    result = one_table(project, {"data/x.csv": "n\n1\n"}, '"a\\nb": data/x.csv\n')
+    text = build_text(Built("s", result, 0.0))
+    assert text.splitlines()[-1].split() == ["a\\nb", "1", "rows"], text
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line"),
+    [
+        ("x.jsonl", '{"a": 1}\n{"a": ' + "[" * 10_000 + "]" * 10_000 + "}\n", 2),
+        ("x.json", '[{"a": 1},\n{"a": ' + "[" * 10_000 + "]" * 10_000 + "}]\n", 2),
+    ],
+)
+def test_json_nested_too_deeply(project: Path, name: str, content: str, line: int) -> None:
+    message = build_error(project, f"d:\n  tables:\n    t: data/{name}\n", {f"data/{name}": content})
+    assert message == (
+        f"data/{name}:{line}: a record nests lists or objects too deeply to be read (Python's"
+        " recursion limit); flatten it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("x.jsonl", '{"a": "ok"}\n{"a": "\\ud800"}\n'),
+        ("x.json", '[{"a": "ok"},\n{"a": {"b": "\\ud800"}}]\n'),
+    ],
+)
+def test_json_lone_surrogate(project: Path, name: str, content: str) -> None:
+    message = build_error(project, f"d:\n  tables:\n    t: data/{name}\n", {f"data/{name}": content})
+    assert message == (
+        f"data/{name}:2: a string holds a lone surrogate (such as \\ud800), which is not valid"
+        " Unicode and cannot be stored as text; fix the escape"
+    )

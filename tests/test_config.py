@@ -615,7 +615,11 @@ def test_the_shared_checks_for_the_front_doors() -> None:
         " starting with a letter, at most 128 characters"
     )
     assert region_problem("eu-west-1") is None
-    assert region_problem("europe") == "'europe' is not an AWS region name such as us-east-1"
+    assert region_problem("europe") == "'europe' is not an AWS region; use a region name such as us-east-1"
+    assert region_problem("us-easst-1") == "'us-easst-1' is not an AWS region; did you mean 'us-east-1'?"
+    # newer than this botocore: a known region's words with a new number pass
+    assert region_problem("us-east-9") is None
+    assert region_problem("eusc-de-east-1") is None
     assert frontend_problem("function_url", "us-east-1") is None
     assert frontend_problem("http_api", "il-central-1") is None
     assert frontend_problem("function_url", "il-central-1") == NO_FUNCTION_URL.format(region="il-central-1")
@@ -640,6 +644,12 @@ class Bad:
 
 def bad(id: str, text: str, line: int, message: str, **more: Any) -> Any:
     return pytest.param(Bad(text, line, message, **more), id=id)
+
+
+# Nine levels of nine aliases: 9**9 values (a 24 GB load before the expansion was bounded).
+BILLION_LAUGHS = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)
+)
 
 
 KEYS = [
@@ -751,7 +761,7 @@ KEYS = [
         "databases-must-not-be-empty",
         "stack: s\ndatabases: {}\n",
         2,
-        "databases: expected a mapping of database names, got a mapping",
+        "databases: expected a mapping of database names, got an empty mapping",
     ),
     bad(
         "key-that-is-not-text",
@@ -860,6 +870,32 @@ YAML = [
         6,
         "a key at the top level is a list; keys must be text",
     ),
+    bad(
+        "alias-bomb",
+        BILLION_LAUGHS,
+        5,
+        "invalid YAML: aliases expand a4[0][8][3][8] past 15,220 values, the most a file of 522"
+        " characters may load into (anchors nested in anchors, a 'billion laughs'); write the"
+        " values out instead of aliases of aliases",
+    ),
+    bad(
+        "alias-bomb-of-merges",
+        "".join(f"a{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}]}}\n" if i else "a0: &a0 {}\n" for i in range(30)),
+        1,
+        "invalid YAML: aliases expand a13 past 18,140 values, the most a file of 814 characters"
+        " may load into (anchors nested in anchors, a 'billion laughs'); write the values out"
+        " instead of aliases of aliases",
+    ),
+    bad(
+        "alias-bomb-in-the-metadata-file",
+        BASE + "metadata: meta.yml\n",
+        5,
+        "invalid YAML: aliases expand a4[0][8][3][8] past 15,220 values, the most a file of 522"
+        " characters may load into (anchors nested in anchors, a 'billion laughs'); write the"
+        " values out instead of aliases of aliases",
+        files={"meta.yml": BILLION_LAUGHS},
+        at="meta.yml",
+    ),
 ]
 
 NO_FUNCTION_URL = (
@@ -897,9 +933,22 @@ STACK_AND_REGION = [
             f"region-{region}",
             BASE + f"region: {region}\n",
             6,
-            f"region: '{region}' is not an AWS region name such as us-east-1",
+            f"region: '{region}' is not an AWS region; did you mean '{suggested}'?",
         )
-        for region in ["us-east", "US-EAST-1", "useast1", "us-east-1a"]
+        for region, suggested in [
+            ("us-easst-1", "us-east-1"),
+            ("us-east", "us-east-2"),
+            ("US-EAST-1", "us-east-1"),
+            ("useast1", "us-east-1"),
+            ("us-east-1a", "us-east-1"),
+            ("xx-north-1", "eu-north-1"),  # well formed, but no region's words
+        ]
+    ),
+    bad(
+        "region-nothing-like-one",
+        BASE + "region: mars\n",
+        6,
+        "region: 'mars' is not an AWS region; use a region name such as us-east-1",
     ),
     # a function URL (the default front) where AWS offers none: at the line of region, or of
     # deploy.frontend when it is written
@@ -975,6 +1024,42 @@ DATABASES = [
         BASE + "build_dir: ../build\n",
         6,
         f"build_dir: '../build' {OUTSIDE}",
+    ),
+    bad(
+        "database-named-internal",
+        "stack: s\ndatabases:\n  _internal:\n    tables:\n      t: a.csv\n",
+        3,
+        "databases._internal: '_internal' is the name of Datasette's own internal database (yours"
+        " would be renamed); rename it",
+    ),
+    *(
+        bad(
+            f"table-named-{name}",
+            f"stack: s\ndatabases:\n  d:\n    tables:\n      {name}: a.csv\n",
+            5,
+            f"databases.d.tables.{name}: '{name}': SQLite reserves table names starting with"
+            " 'sqlite_'; rename the table",
+        )
+        for name in ["sqlite_master", "SQLITE_stat1", "sqlite_x"]
+    ),
+    bad(
+        "table-name-empty",
+        "stack: s\ndatabases:\n  d:\n    tables:\n      '': a.csv\n",
+        5,
+        "databases.d.tables.: a table name is empty; give the table a name",
+    ),
+    bad(
+        "tables-empty",
+        "stack: s\ndatabases:\n  d:\n    tables: {}\n",
+        4,
+        "databases.d.tables: expected a mapping of table names, got an empty mapping",
+    ),
+    bad(
+        "source-that-climbs-out-after-normalising",
+        "stack: s\ndatabases:\n  d:\n    tables:\n      t: data/../../x.csv\n",
+        5,
+        f"databases.d.tables.t.source: 'data/../../x.csv' {OUTSIDE}",
+        project="project",
     ),
 ]
 
@@ -1075,6 +1160,26 @@ TABLES = [
 QUOTE_DATES = "quote dates and other values that are not text, numbers, true/false, lists or mappings"
 METADATA = [
     bad(
+        "metadata-for-a-database-not-defined",
+        BASE + "metadata:\n  databases:\n    e:\n      title: E\n",
+        8,
+        "metadata for database 'e', which the config does not define; the databases are: d",
+    ),
+    bad(
+        "metadata-for-a-table-not-built",
+        BASE + "metadata:\n  databases:\n    d:\n      tables:\n        tt:\n          title: T\n",
+        10,
+        "metadata for table 'tt' of database 'd', which the config does not build; did you mean 't'?",
+    ),
+    bad(
+        "metadata-file-for-a-database-not-defined",
+        BASE + "metadata: meta.yml\n",
+        3,
+        "metadata for database 'dd', which the config does not define; did you mean 'd'?",
+        files={"meta.yml": "title: X\ndatabases:\n  dd: {}\n"},
+        at="meta.yml",
+    ),
+    bad(
         "file-that-does-not-exist",
         BASE + "metadata: meta/missing.yml\n",
         6,
@@ -1168,6 +1273,28 @@ DATASETTE = [
         BASE + "datasette:\n  settings:\n    sql_time_limit: 3000\n",
         8,
         "unknown key 'sql_time_limit' in datasette.settings; did you mean 'sql_time_limit_ms'?",
+    ),
+    *(
+        bad(
+            f"setting-{setting}-{value}-out-of-range",
+            BASE + f"datasette:\n  settings:\n    {setting}: {value}\n",
+            8,
+            f"datasette.settings.{setting}: expected a whole number of at least {low}, got {value}",
+        )
+        for setting, value, low in [
+            ("default_page_size", -5, 1),
+            ("default_page_size", 0, 1),
+            ("max_returned_rows", 0, 1),
+            ("sql_time_limit_ms", 0, 1),
+            ("default_facet_size", -1, 1),
+            ("facet_time_limit_ms", 0, 1),
+            ("facet_suggest_time_limit_ms", -1, 1),
+            ("num_sql_threads", -1, 0),
+            ("default_cache_ttl", -1, 0),
+            ("cache_size_kb", -1, 0),
+            ("max_csv_mb", -1, 0),
+            ("truncate_cells_html", -1, 0),
+        ]
     ),
     *(
         bad(
@@ -1502,7 +1629,7 @@ def test_error_carries_message_and_location_separately(tmp_path: Path) -> None:
     path = write(tmp_path, BASE + "region: nowhere\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert info.value.message == "region: 'nowhere' is not an AWS region name such as us-east-1"
+    assert info.value.message == "region: 'nowhere' is not an AWS region; use a region name such as us-east-1"
     assert info.value.location == Location(path, 6)
 
 
@@ -1567,3 +1694,45 @@ def test_cli_missing_config_file(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == f"Error: {CONFIG_NAME}: {message}\n"
     assert "Traceback" not in result.stderr
+
+
+def test_an_alias_bomb_fails_fast_and_small(tmp_path: Path) -> None:
+    """The billion laughs is refused in well under a second and a few MB (it grew to 24 GB)."""
+    import time
+    import tracemalloc
+
+    path = write(tmp_path, BILLION_LAUGHS)
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="billion laughs"):
+        load_config(path)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 0.5
+    assert peak < 20_000_000
+
+
+def test_aliases_within_the_budget_load(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE.replace("t: data/t.csv", "t: &t data/t.csv\n      u: *t"))
+    assert table(config, name="u").source == "data/t.csv"
+
+
+def test_a_source_that_leaves_and_comes_back_is_inside(tmp_path: Path) -> None:
+    config = load(tmp_path, BASE.replace("data/t.csv", "data/../data/t.csv"))
+    assert table(config).source == "data/t.csv"
+
+
+def test_metadata_for_what_the_config_may_not_know_is_allowed(tmp_path: Path) -> None:
+    """Tables of a `file:` database, views of `sql:` steps and the FTS table are not refused."""
+    (tmp_path / "x.db").write_bytes(b"")
+    text = BASE + (
+        "    sql: create view v as select 1\n"
+        "  f:\n    file: x.db\n"
+        "metadata:\n  databases:\n"
+        "    d: {tables: {v: {title: V}}}\n"
+        "    f: {tables: {anything: {title: A}}}\n"
+    )
+    assert load(tmp_path, text).metadata is not None
+    text = BASE + "metadata:\n  databases:\n    d: {tables: {t: {}, t_fts: {hidden: true}}}\n"
+    assert load(tmp_path, text).metadata is not None

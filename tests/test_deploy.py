@@ -544,6 +544,36 @@ def test_a_stack_not_made_by_this_tool_is_left_alone(local_aws: LocalAws, projec
     assert "someone-elses" in stack_names()
 
 
+@pytest.mark.parametrize(
+    ("name", "metadata", "tags", "missing"),
+    [
+        ("tag-only", None, True, f"its template has no '{METADATA_KEY}' Metadata"),
+        ("marker-only", {"format": 1, "kind": "site"}, False, "its tag datasette-lambda:stack is None, not"),
+    ],
+)
+def test_a_stack_with_only_the_tag_or_only_the_marker_is_refused(
+    local_aws: LocalAws, project: Project, name: str, metadata: Any, tags: bool, missing: str
+) -> None:
+    """Ours means the template's marker AND the stack tag: one of them alone is refused by deploy
+    and destroy, the stack untouched."""
+    body: dict[str, Any] = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}
+    if metadata is not None:
+        body["Metadata"] = {METADATA_KEY: metadata}
+    stack_tags = [{"Key": "datasette-lambda:stack", "Value": name}] if tags else []
+    cf().create_stack(StackName=name, TemplateBody=json.dumps(body), Tags=stack_tags)
+    wanted = f"the stack {name} is not recognised as this site's: {missing}"
+    with pytest.raises(AwsError) as caught:
+        deploy(project, name)
+    assert caught.value.message.startswith(wanted), caught.value.message
+    assert "nothing was changed" in caught.value.message
+    assert bootstrap_stack_name(name) not in stack_names()
+    with pytest.raises(AwsError) as caught:
+        d.destroy(project.for_stack(name), FAST)
+    assert caught.value.message.startswith(wanted)
+    assert name in stack_names()
+    assert cf().get_template(StackName=name)["TemplateBody"] == body
+
+
 def test_a_failed_first_create_is_deleted_and_created_again(local_aws: LocalAws, project: Project) -> None:
     """moto never fails a create; its stack is put in ROLLBACK_COMPLETE, as AWS leaves one."""
     deploy(project, "failed-first", health_check=False)

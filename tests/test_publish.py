@@ -299,7 +299,7 @@ def test_the_generated_directory_is_a_project_datasette_lambda_repackages(genera
         ),
         (
             ["{db}", "--stack", "x", "--region", "mars"],
-            "Error: --region 'mars' is not an AWS region name such as us-east-1",
+            "Error: --region 'mars' is not an AWS region; use a region name such as us-east-1",
         ),
         (["{db}", "--stack", "x", "--memory", "64"], "Error: --memory 64: Lambda allows 128 to 10240 MB"),
         (
@@ -466,10 +466,10 @@ def test_publish_deploys_to_a_local_aws(inputs: Inputs, local_aws: LocalAws) -> 
     assert [row["name"] for row in rows] == ["Oslo", "Lima", "Pune"]
 
 
-def test_a_published_site_that_does_not_answer_shows_the_deploy_then_fails(
+def test_a_published_site_that_fails_its_smoke_test_sends_nothing(
     inputs: Inputs, local_aws: LocalAws, tmp_path: Path
 ) -> None:
-    """A one-file plugin that raises at import: the stack deploys, the health check gets 500."""
+    """A one-file plugin that raises at import: the smoke test fails before anything is sent."""
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "broken.py").write_text('raise RuntimeError("this plugin is broken")\n')
@@ -478,6 +478,8 @@ def test_a_published_site_that_does_not_answer_shows_the_deploy_then_fails(
         inputs.database, "--stack", "broken", "--endpoint-url", endpoint, "--plugins-dir", plugins
     )
     assert result.exit_code == 1, result.output
-    error = "Error: the stack deployed, but the site does not answer: GET "
-    assert result.stderr.index("Deployed broken") < result.stderr.index(error)
-    assert "-> 500; see the function's logs in CloudWatch (/aws/lambda/broken)" in result.stderr
+    assert "Error: the bundle failed its smoke test: GET / -> 500: " in result.stderr
+    assert "this plugin is broken" in result.stderr and "Deployed broken" not in result.stderr
+    assert "nothing was sent to AWS and the live site is unchanged" in result.stderr
+    cf = boto3.client("cloudformation", region_name="us-east-1", endpoint_url=endpoint)
+    assert "broken" not in {s["StackName"] for s in cf.list_stacks()["StackSummaries"]}

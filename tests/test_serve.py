@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from datasette_action.serve import (
     bootstrap,
     local_binding,
     local_lambda,
+    local_lambdas,
     make_server,
 )
 from datasette_action.sqlite import PINS, carried_sqlite
@@ -325,6 +328,59 @@ def test_serve_command_serves_the_example(example_project: Path) -> None:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_ctrl_c_stops_serve_cleanly(example_project: Path) -> None:
+    """SIGINT (Ctrl-C) reaches serve and its handler processes: a clean exit, no traceback."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "datasette_action", "serve", "--port", "0", "--json", "--concurrency", "2"],
+        cwd=example_project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's Ctrl-C signals
+    ) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            with urllib.request.urlopen(json.loads(line)["url"]) as r:
+                assert r.status == 200
+            os.killpg(process.pid, signal.SIGINT)
+            _out, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "stopped" in err.splitlines()
+
+
+def test_a_burst_of_concurrent_requests_all_get_answers(packaged: Packaged) -> None:
+    """50 requests at once to a pool of 2 handler processes: every one queues and gets its 200."""
+    with local_lambdas(packaged.result, 2) as pool:
+        server = make_server(pool, 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/census/states.json?_shape=array"
+
+        def fetch(_: int) -> int:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                r.read()
+                return int(r.status)
+
+        try:
+            with ThreadPoolExecutor(50) as executor:
+                statuses = list(executor.map(fetch, range(50)))
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert statuses == [200] * 50
+
+
+def test_concurrency_below_one_is_a_clear_error(packaged: Packaged) -> None:
+    with pytest.raises(UserError, match=r"^--concurrency must be at least 1, got 0$"):
+        with local_lambdas(packaged.result, 0):
+            pass
 
 
 def tilde(name: str) -> str:

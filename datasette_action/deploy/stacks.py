@@ -77,29 +77,39 @@ def describe_stack(aws: Aws, name: str) -> StackInfo | None:
 
 
 def check_ownership(aws: Aws, info: StackInfo, stack: str, kind: str) -> None:
-    """Refuse to touch a stack this tool did not make: its template's Metadata carries the
-    marker (or, failing that, the stack the tag names). Checked before any change."""
+    """Refuse to touch a stack this tool did not make: it is ours only when its template's
+    Metadata carries the marker AND its `datasette-lambda:stack` tag names `stack`; a stack with
+    one of the two is refused, untouched. Checked before any change."""
     body = deployed_template(aws, info.name)
     marker = (body.get("Metadata") or {}).get(tpl.METADATA_KEY)
-    if isinstance(marker, dict):
-        if int(marker.get("format", 0)) > tpl.TEMPLATE_FORMAT:
-            raise AwsError(
-                f"the stack {info.name} was deployed by a newer datasette-lambda"
-                f" ({marker.get('version')}); upgrade this tool before deploying it"
-            )
-        if marker.get("kind", kind) != kind:
-            raise AwsError(
-                f"the stack {info.name} was made by datasette-lambda as the {marker.get('kind')} stack,"
-                f" not a {kind} stack; choose another `stack:` name"
-            )
-        return
-    if info.tags.get(tpl.TAG_STACK) == stack:
-        return
-    raise AwsError(
-        f"the stack {info.name} already exists and was not made by datasette-lambda (its template has no"
-        f" '{tpl.METADATA_KEY}' Metadata); nothing was changed. Choose another `stack:` name in the"
-        " config, or delete that stack if it is an old copy of this site"
-    )
+    tagged = info.tags.get(tpl.TAG_STACK) == stack
+    if not isinstance(marker, dict) and not tagged:
+        raise AwsError(
+            f"the stack {info.name} already exists and was not made by datasette-lambda (its template has no"
+            f" '{tpl.METADATA_KEY}' Metadata); nothing was changed. Choose another `stack:` name in the"
+            " config, or delete that stack if it is an old copy of this site"
+        )
+    if not isinstance(marker, dict) or not tagged:
+        missing = (
+            f"its template has no '{tpl.METADATA_KEY}' Metadata"
+            if tagged
+            else f"its tag {tpl.TAG_STACK} is {info.tags.get(tpl.TAG_STACK)!r}, not {stack!r}"
+        )
+        raise AwsError(
+            f"the stack {info.name} is not recognised as this site's: {missing}; nothing was changed."
+            " A datasette-lambda stack has both; choose another `stack:` name, or delete that stack"
+            " if it is an old copy of this site"
+        )
+    if int(marker.get("format", 0)) > tpl.TEMPLATE_FORMAT:
+        raise AwsError(
+            f"the stack {info.name} was deployed by a newer datasette-lambda"
+            f" ({marker.get('version')}); upgrade this tool before deploying it"
+        )
+    if marker.get("kind", kind) != kind:
+        raise AwsError(
+            f"the stack {info.name} was made by datasette-lambda as the {marker.get('kind')} stack,"
+            f" not a {kind} stack; choose another `stack:` name"
+        )
 
 
 def deployed_template(aws: Aws, name: str) -> dict[str, Any]:
