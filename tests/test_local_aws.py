@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -39,6 +40,8 @@ def handler(event, context):
         raise RuntimeError("asked to fail")
     if event["rawPath"] == "/slow":
         time.sleep(30)
+    if event["rawPath"] == "/nap":
+        time.sleep(0.6)
     body = {"code": CODE, "greeting": GREETING, "colour": os.environ.get("COLOUR"),
             "path": event["rawPath"], "route": event["routeKey"], "function": context.function_name,
             "isolated": not any("site-packages" in p for p in sys.path if "/runtime" not in p)}
@@ -304,6 +307,24 @@ def test_a_failing_or_slow_handler_gives_502_and_the_next_request_works(aws: Loc
     assert fetch(url + "slow") == (502, "Task timed out after 1 seconds")
     assert time.monotonic() - started < 5
     assert fetch(url)[0] == 200  # a fresh process (a cold start)
+
+
+def test_requests_queued_in_a_burst_do_not_time_out_the_one_being_answered(aws: LocalAws) -> None:
+    """Each request takes 0.6 s of a 1 s timeout; four at once queue for the one process. The
+    timeout counts from each request's turn, so all four are answered."""
+    stack = deploy(
+        aws,
+        "queued",
+        template("queued", timeout=1),
+        "CREATE",
+        FunctionKey=code(aws, 1),
+        LayerKey=layer(aws, "q"),
+    )
+    url = outputs(stack)["SiteUrl"]
+    assert fetch(url)[0] == 200  # warm: a cold start has its own allowance
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(lambda _: fetch(url + "nap")[0], range(4)))
+    assert statuses == [200, 200, 200, 200]
 
 
 def test_one_local_aws_per_process(aws: LocalAws) -> None:

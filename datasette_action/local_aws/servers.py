@@ -82,16 +82,21 @@ class _Generation:
     timeout: int
     warm: bool = False
     timed_out: bool = False
+    # One request at a time, as in a Lambda execution environment. The timeout starts when a
+    # request gets its turn, not while it waits behind others: a request queued in a burst must
+    # not kill the process in the middle of the one being answered.
+    turn: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        seconds = self.timeout if self.warm else self.timeout + INIT_ALLOWANCE
-        timer = threading.Timer(seconds, self._time_out)
-        timer.start()
-        try:
-            return self.function.invoke(event)
-        finally:
-            timer.cancel()
-            self.warm = True
+        with self.turn:
+            seconds = self.timeout if self.warm else self.timeout + INIT_ALLOWANCE
+            timer = threading.Timer(seconds, self._time_out)
+            timer.start()
+            try:
+                return self.function.invoke(event)
+            finally:
+                timer.cancel()
+                self.warm = True
 
     def _time_out(self) -> None:
         self.timed_out = True
