@@ -25,7 +25,7 @@ from sqlite_utils.db import AlterError
 
 from datasette_action.coltypes import Kind
 from datasette_action.config import Config, DatabaseConfig, ForeignKey, TableConfig
-from datasette_action.errors import BuildError, Location, SourceError
+from datasette_action.errors import BuildError, Location, SourceError, disk_space_checked
 from datasette_action.loader import StagedTable, StageResult, stage_tables
 from datasette_action.sources import SourceFile, find_sources
 from datasette_action.sqlite import check_extensions_off, sqlite3
@@ -65,11 +65,18 @@ class BuildResult:
 
 
 def build(config: Config, log: Log = lambda message: None) -> BuildResult:
+    """Every database of the config, built in scratch under build_dir and moved into place
+    once all are built: a failure (a full disk too) leaves the previous ones as they were."""
+    with disk_space_checked(config.databases_dir, "the databases"):
+        return _build(config, log)
+
+
+def _build(config: Config, log: Log) -> BuildResult:
     check_extensions_off(os.environ, Location(config.path))
     # Find every source first: a missing file fails the build before anything is loaded.
     display_root = config.path.parent
     sources = {
-        (db.name, table.name): find_sources(table, config.root, display_root, config.build_dir)
+        (db.name, table.name): find_sources(table, config.root, display_root, config.not_sources)
         for db in config.databases
         for table in db.tables
     }
@@ -342,13 +349,21 @@ def _copy_stage(
         if pk:
             _check_primary_key_present(conn, staged, stage, present, pk)
         table = f"main.{quote(staged.config.name)}"
-        if [c.name.lower() for c in staged.columns] == [name.lower() for name in stage.columns]:
+        booleans = _numeric_booleans(staged, stage)
+        if not booleans and [c.name.lower() for c in staged.columns] == [n.lower() for n in stage.columns]:
             sql = f"INSERT INTO {table} SELECT * FROM stage.{STAGE_TABLE}"
-        else:  # a source with fewer columns, or in another order, than the table
-            names = ", ".join(
-                quote(present[c.name.lower()]) for c in staged.columns if c.name.lower() in present
+        else:  # a source with fewer columns, or in another order, than the table; or booleans
+            names = [present[c.name.lower()] for c in staged.columns if c.name.lower() in present]
+            values = ", ".join(
+                f"CASE {quote(n)} WHEN 'true' THEN 1 WHEN 'false' THEN 0 ELSE {quote(n)} END"
+                if n.lower() in booleans
+                else quote(n)
+                for n in names
             )
-            sql = f"INSERT INTO {table} ({names}) SELECT {names} FROM stage.{STAGE_TABLE} ORDER BY {_rowid(stage)}"
+            sql = (
+                f"INSERT INTO {table} ({', '.join(map(quote, names))}) SELECT {values}"
+                f" FROM stage.{STAGE_TABLE} ORDER BY {_rowid(stage)}"
+            )
         conn.execute("BEGIN")
         try:
             conn.execute(sql)
@@ -361,6 +376,18 @@ def _copy_stage(
         conn.execute("COMMIT")
     finally:
         conn.execute("DETACH DATABASE stage")
+
+
+def _numeric_booleans(staged: StagedTable, stage: StageResult) -> set[str]:
+    """Lower-case names of the stage's columns that hold JSON booleans (stored as 'true' and
+    'false', see loader._sql_value) and are numbers in the final table: they become 1 and 0.
+    Such a column held only numbers and booleans, so no string 'true' is turned into 1."""
+    final = {c.name.lower(): c.kind for c in staged.columns}
+    return {
+        name.lower()
+        for name, kind in zip(stage.columns, stage.kinds)
+        if kind.booleans and final[name.lower()] != Kind.TEXT
+    }
 
 
 def _rowid(stage: StageResult) -> str:

@@ -328,7 +328,14 @@ def iam_policy_command(config_path: Path, endpoint_url: str | None, for_plan: bo
     is_flag=True,
     help="Print the endpoint and the environment to use as one JSON object on stdout, once listening.",
 )
-def local_aws_command(port: int, as_json: bool) -> None:
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Handler processes each function URL or HTTP API runs side by side, at most (default: the"
+    " number of CPU cores; a function's reserved concurrency lowers it).",
+)
+def local_aws_command(port: int, as_json: bool, concurrency: int | None) -> None:
     """Run a stand-in for AWS on localhost (moto) that also serves deployed function URLs."""
     import signal
     import threading
@@ -342,12 +349,16 @@ def local_aws_command(port: int, as_json: bool) -> None:
             f"local-aws needs moto's server (missing module {error.name!r}):"
             " pip install 'datasette-lambda-action[local]'"
         ) from None
-    with start_local_aws(port, log=_log) as aws:
+    with start_local_aws(port, log=_log, concurrency=concurrency) as aws:
         hint = " ".join(f"{name}={value}" for name, value in aws.environment.items())
         click.echo(f"Local AWS (moto) at {aws.endpoint_url}", err=True)
         click.echo(f"Use it with: export {hint}", err=True)
         click.echo("  (dummy credentials: moto accepts any; no AWS account is involved)", err=True)
-        click.echo("Function URLs and HTTP APIs it creates are served on 127.0.0.1. Ctrl-C stops.", err=True)
+        click.echo(
+            "Function URLs and HTTP APIs it creates are served on 127.0.0.1, each by up to"
+            f" {aws.concurrency} handler processes side by side (--concurrency). Ctrl-C stops.",
+            err=True,
+        )
         if as_json:
             data = {"endpoint_url": aws.endpoint_url, "environment": aws.environment}
             click.echo(output.dumps(data, compact=True))

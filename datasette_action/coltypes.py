@@ -11,6 +11,7 @@ quantities. So do a leading "+", surrounding spaces, and integers of more than 1
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,11 +46,17 @@ FLOAT_CELL = re.compile(_FLOAT)
 # its point) is looked at cell by cell.
 _INTEGER_VALUE = r"(?:0|-?+[1-9][0-9]{0,17}+|-0)"
 _INTEGER_COLUMN = re.compile(f"{_INTEGER_VALUE}?+(?:\n{_INTEGER_VALUE}?+)*+")
+# (At most 299 digits before or after the point: a longer number may overflow or underflow.)
 _FLOAT_VALUE = (
-    r"-?+(?:(?:0|[1-9][0-9]{0,17}+)(?:\.[0-9]*+)?+|[1-9][0-9]{18,}+(?:\.[0-9]*+|(?=[eE]))|\.[0-9]++)"
-    r"(?:[eE][-+]?+[0-9]++)?+"
+    r"-?+(?:(?:0|[1-9][0-9]{0,17}+)(?:\.[0-9]{0,299}+)?+|[1-9][0-9]{18,298}+(?:\.[0-9]{0,299}+|(?=[eE]))"
+    r"|\.[0-9]{1,299}+)(?:[eE][-+]?+[0-9]++)?+"
 )
 _FLOAT_COLUMN = re.compile(f"(?:{_FLOAT_VALUE})?+(?:\n(?:{_FLOAT_VALUE})?+)*+")
+
+
+# In a batch-column of floats without exponents, a negative zero ("-0.0", "-.0"): a "-" and then
+# only zeros and points up to the end of the value (a "-" starts a value there).
+_NEGATIVE_ZERO = re.compile(r"-[0.]*+(?![^\n])")
 
 
 def cell_kind(value: str) -> Kind:
@@ -58,8 +65,19 @@ def cell_kind(value: str) -> Kind:
     if INTEGER_CELL.fullmatch(value):
         return Kind.INTEGER
     if FLOAT_CELL.fullmatch(value):
-        return Kind.FLOAT
+        return Kind.FLOAT if float_is_exact(value) else Kind.TEXT
     return Kind.TEXT
+
+
+def float_is_exact(text: str) -> bool:
+    """Whether a number's text survives as a REAL, up to rounding: not infinite once parsed
+    (1e400), not a nonzero number that underflows to 0 (1e-400), not a negative zero ("-0.0",
+    which SQLite stores as 0). A column holding such a number stays text, as written."""
+    number = float(text)
+    if number == 0.0:
+        mantissa = text.partition("e")[0].partition("E")[0]
+        return not text.startswith("-") and mantissa.strip("0.") == ""
+    return math.isfinite(number)
 
 
 def all_integers(joined: str) -> bool:
@@ -76,6 +94,16 @@ def has_signed_zero(joined: str) -> bool:
 def all_floats(joined: str) -> bool:
     """Whether every value of a batch-column is "" or a number (see all_integers)."""
     return _FLOAT_COLUMN.fullmatch(joined) is not None
+
+
+def all_exact_floats(joined: str) -> bool:
+    """all_floats, and none of them may be one a REAL cannot hold as written (float_is_exact):
+    none has an exponent (1e400, 1e-400) or is a negative zero; the batch regular expression
+    already refuses numbers of more than 299 digits on either side of the point. A batch-column
+    that fails is checked cell by cell."""
+    if "e" in joined or "E" in joined or not all_floats(joined):
+        return False
+    return _NEGATIVE_ZERO.search(joined) is None
 
 
 @dataclass(frozen=True)
@@ -96,6 +124,8 @@ class ColumnKind:
         # "-0" counts as an integer, but SQLite stores it as 0: its text cannot be recovered
         # from a value stored with INTEGER affinity (see stage_db.converts_exactly).
         self.signed_zero = False
+        # JSON true/false: a number column stores them as 1 and 0, a text column as JSON's text
+        self.booleans = False
 
     def first_breaking(self, declared: Kind) -> Widening | None:
         """The first value that does not fit the declared kind, if any."""
@@ -116,6 +146,7 @@ class ColumnKind:
         self.widenings.sort(key=lambda w: w.kind)
         self.kind = max(self.kind, later.kind)
         self.signed_zero = self.signed_zero or later.signed_zero
+        self.booleans = self.booleans or later.booleans
 
     def observe_text(self, values: Sequence[str], first_row: int) -> str | None:
         """A batch of text cells of this column, "" meaning NULL.
@@ -134,7 +165,7 @@ class ColumnKind:
                 self.kind = Kind.INTEGER
             if not self.signed_zero and has_signed_zero(joined):
                 self.signed_zero = True
-        elif not (self.kind == Kind.FLOAT and all_floats(joined)):
+        elif not (self.kind == Kind.FLOAT and all_exact_floats(joined)):
             self._observe_each(values, first_row)
         return joined
 
@@ -151,7 +182,10 @@ class ColumnKind:
         """One JSON value. Strings count as text unless `parse_text` (a declared type)."""
         if value is None or self.kind == Kind.TEXT:
             return
-        if isinstance(value, (bool, int)):
+        if isinstance(value, bool):
+            kind = Kind.INTEGER
+            self.booleans = True
+        elif isinstance(value, int):
             kind = Kind.INTEGER if -(2**63) <= value < 2**63 else Kind.TEXT
         elif isinstance(value, float):
             kind = Kind.FLOAT

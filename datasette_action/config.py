@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import glob
 import importlib.util
 import json
 import os
@@ -361,6 +362,26 @@ class Config:
     def databases_dir(self) -> Path:
         return self.build_dir / "databases"
 
+    @property
+    def build_outputs(self) -> tuple[Path, ...]:
+        """What the tool writes under build_dir (and rewrites on every run)."""
+        return build_outputs(self.build_dir)
+
+    @property
+    def not_sources(self) -> tuple[Path, ...]:
+        """Files and trees a glob never loads: the config and metadata files and built output."""
+        own = (self.path, self.metadata_file) if self.metadata_file else (self.path,)
+        return tuple(p.resolve() for p in (*own, *self.build_outputs))
+
+
+def build_outputs(build_dir: Path) -> tuple[Path, ...]:
+    return (build_dir / "databases", build_dir / "package", build_dir / "plan.md")
+
+
+def is_within(path: Path, trees: Sequence[Path]) -> bool:
+    """Whether a resolved path is one of `trees` (resolved) or inside one."""
+    return any(path == tree or path.is_relative_to(tree) for tree in trees)
+
 
 def load_config(path: Path) -> Config:
     try:
@@ -518,6 +539,7 @@ class _Parser:
         if metadata is not None:
             self.metadata_names(metadata, values["databases"])
         build_dir = self.root / values.pop("build_dir")
+        self.sources_outside(values["databases"], build_dir)
         return Config(
             path=self.file,
             root=self.root,
@@ -526,6 +548,25 @@ class _Parser:
             build_dir=build_dir,
             **values,
         )
+
+    def sources_outside(self, databases: Sequence[DatabaseConfig], build_dir: Path) -> None:
+        """A source named outright may not be built output: each run rewrites that."""
+        outputs = [p.resolve() for p in build_outputs(build_dir)]
+        for db in databases:
+            named = [(db.file, self.where(("databases", db.name, "file")))] if db.file else []
+            named += [
+                (self.root / t.source, t.location("source"))
+                for t in db.tables
+                if not glob.has_magic(t.source)
+            ]
+            for path, where in named:
+                if is_within(path.resolve(), outputs):
+                    raise ConfigError(
+                        f"database '{db.name}': {path.relative_to(self.root)} is under build_dir"
+                        f" ({build_dir.relative_to(self.root)}), in the output each build rewrites;"
+                        " keep sources outside it, or set build_dir to a directory of its own",
+                        where,
+                    )
 
     def stack(self, value: Any, path: KeyPath) -> str:
         stack = self.string(value, path, "a stack name")

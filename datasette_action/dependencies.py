@@ -221,6 +221,13 @@ def pip_failure(output: str, target: Target | str) -> str:
             f"cannot install '{requirement}' for {where}: no version matches; versions with a wheel"
             f" for this platform: {shown}"
         )
+    full = re.search(r"No space left on device|Disk quota exceeded|File too large", output)
+    if full:
+        return (
+            f"pip ran out of disk space installing the dependencies for {where} ({full.group(0)});"
+            " free some space under build_dir and the temporary directory, or set build_dir to a"
+            " disk with room"
+        )
     conflict = re.search(r"The conflict is caused by:\n(.*?)(?:\n\s*\n|$)", output, re.S)
     if conflict:
         causes = "; ".join(line.strip() for line in conflict.group(1).splitlines() if line.strip())

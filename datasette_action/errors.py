@@ -3,6 +3,9 @@ message (no traceback) and exits 1. Anything else escaping is a bug in this tool
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +77,43 @@ class CheckError(UserError):
 
 class SiteDownError(AwsError):
     """The stack deployed, but the site did not answer the health check."""
+
+
+class DiskFullError(UserError):
+    """A step could not write its output: the disk is full, a quota or file-size limit is hit,
+    the file system is read-only, or the disk fails."""
+
+
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+# SQLite's messages for SQLITE_FULL and SQLITE_IOERR (without extended codes, a write that
+# failed for EFBIG or EIO is the latter).
+_SQLITE_CANNOT_WRITE = ("database or disk is full", "disk I/O error")
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """An OSError for a full disk, a quota, a file-size limit or a read-only file system, or
+    SQLite's "database or disk is full" / "disk I/O error"."""
+    if isinstance(error, OSError):
+        return error.errno in _CANNOT_WRITE
+    return type(error).__name__ == "OperationalError" and str(error) in _SQLITE_CANNOT_WRITE
+
+
+def disk_full(directory: Path, what: str, error: BaseException) -> DiskFullError:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return DiskFullError(
+        f"could not write {what} in {directory} ({reason}); free some space there (or check that"
+        " it is writable), or set build_dir to a disk with room. The earlier output there is as it was."
+    )
+
+
+@contextmanager
+def disk_space_checked(directory: Path, what: str) -> Iterator[None]:
+    """Turn a failure to write `what` under `directory` (see is_out_of_space) into a
+    DiskFullError. The step inside must leave nothing half-written behind: it writes to
+    scratch and moves the result into place."""
+    try:
+        yield
+    except Exception as error:
+        if is_out_of_space(error):
+            raise disk_full(directory, what, error) from None
+        raise

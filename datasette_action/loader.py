@@ -34,11 +34,12 @@ from typing import Any, TypeVar
 
 from datasette_action.coltypes import DECLARED, ColumnKind, Kind, Widening
 from datasette_action.config import TableConfig
-from datasette_action.errors import BuildError, SourceError, UserError
+from datasette_action.errors import BuildError, SourceError, UserError, disk_full, is_out_of_space
 from datasette_action.sources import (
     BATCH_ROWS,
     CsvReader,
     MisalignedSplit,
+    NumberText,
     SourceFile,
     SourcePart,
     iter_json_records,
@@ -237,6 +238,11 @@ def run_stage_job(job: StageJob) -> StageResult | UserError | MisalignedSplit:
             return _load_json(job)
     except (UserError, MisalignedSplit) as error:
         return error
+    except Exception as error:
+        if is_out_of_space(error):
+            # the stage is in the build's scratch directory, inside the databases directory
+            return disk_full(job.database.parent.parent, "the databases", error)
+        raise
 
 
 @contextmanager
@@ -302,6 +308,9 @@ def _load_json(job: StageJob) -> StageResult:
             if "" in names:
                 line = next(line for record, line in batch if "" in record)
                 raise SourceError("a record has an empty key; every key needs a name", source.at(line))
+            if not _encodable(list(names)):
+                line = next(line for record, line in batch if not _encodable(list(record)))
+                raise SourceError(_LONE_SURROGATE.format(what="a key"), source.at(line))
             if len({name.lower() for name in names}) < len(names):
                 batch = _fold_keys(batch, stage, source)
                 names = {name: None for record, _ in batch for name in record}
@@ -310,22 +319,24 @@ def _load_json(job: StageJob) -> StageResult:
             parse_text = [name.lower() in job.declared for name in names]
             values = []
             for offset, (record, _) in enumerate(batch):
-                row = [_sql_value(record.get(name)) for name in names]
+                row = [record.get(name) for name in names]
                 for kind, value, parse in zip(kinds, row, parse_text):
                     kind.observe_value(value, stage.rows + offset, parse)
-                values.append(row)
+                values.append([_sql_value(value) for value in row])
             try:
                 stage.write(positions, values)
             except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no text SQLite can store
                 line = next(line for (_, line), row in zip(batch, values) if not _encodable(row))
-                raise SourceError(
-                    "a string holds a lone surrogate (such as \\ud800), which is not valid Unicode"
-                    " and cannot be stored as text; fix the escape",
-                    source.at(line),
-                ) from None
+                raise SourceError(_LONE_SURROGATE.format(what="a string"), source.at(line)) from None
         return _result(job, stage)
     finally:
         stage.close()
+
+
+_LONE_SURROGATE = (
+    "{what} holds a lone surrogate (such as \\ud800), which is not valid Unicode and cannot be"
+    " stored as text; fix the escape"
+)
 
 
 def _result(job: StageJob, stage: StageWriter) -> StageResult:
@@ -366,11 +377,35 @@ def _encodable(row: list[Any]) -> bool:
 
 
 def _sql_value(value: Any) -> Any:
+    """A JSON value as the stage stores it. Booleans are stored as their JSON text: a column
+    that ends up a number turns them into 1 and 0 when it is copied (build._copy_stage), one
+    that ends up text keeps 'true', not '1' (which would be the string "1")."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
+        try:
+            return json.dumps(value, ensure_ascii=False)
+        except TypeError:  # it holds a NumberText
+            return _exact_json(value)
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
         return str(value)  # SQLite integers are 64-bit; keep the digits as text
+    if isinstance(value, NumberText):
+        return value.text
     return value
+
+
+def _exact_json(value: Any) -> str:
+    """json.dumps's text of a nested value, with its NumberTexts written as the numbers they are."""
+    if isinstance(value, NumberText):
+        return value.text
+    if isinstance(value, dict):
+        items = (f"{json.dumps(key, ensure_ascii=False)}: {_exact_json(item)}" for key, item in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_exact_json(item) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _merge(table: TableConfig, results: list[StageResult]) -> StagedTable:

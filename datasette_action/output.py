@@ -7,6 +7,7 @@ which rendering goes where.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,11 @@ def _printable(name: str) -> str:
     """A table or view name on one line of text output: control characters (a newline in a name)
     escaped as Python would, the name otherwise as it is."""
     return name if name.isprintable() else repr(name)[1:-1]
+
+
+def _cell(name: str) -> str:
+    """A name in a Markdown table cell: on one line, its pipes and markup escaped."""
+    return re.sub(r"([\\`*_|<>\[\]])", r"\\\1", _printable(name))
 
 
 def build_text(built: Built) -> str:
@@ -91,8 +97,8 @@ def build_markdown(built: Built) -> str:
     for database in built.result.databases:
         for table in database.tables:
             if not table.hidden:
-                lines.append(f"| {database.name} | {table.name} | {table.rows:,} |")
-        lines += [f"| {database.name} | {view} (view) | |" for view in database.views]
+                lines.append(f"| {database.name} | {_cell(table.name)} | {table.rows:,} |")
+        lines += [f"| {database.name} | {_cell(view)} (view) | |" for view in database.views]
     lines.append("")
     for database in built.result.databases:
         lines.append(f"- `{database.path.name}`: {database.size:,} bytes, sha256 `{database.sha256[:12]}`")

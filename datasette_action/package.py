@@ -28,10 +28,10 @@ from typing import Any
 from datasette_action.build import BuildResult, BuiltDatabase
 from datasette_action.config import TIMEOUT_MAX, Config
 from datasette_action.dependencies import prepare_layer
-from datasette_action.errors import Location, PackageError
+from datasette_action.errors import Location, PackageError, disk_space_checked
 from datasette_action.pyc import compile_tree, find_interpreter, no_interpreter_warning
 from datasette_action.sqlite import Sqlite
-from datasette_action.zips import Artifact, tree_size, write_named_zip
+from datasette_action.zips import Artifact, ZipResult, tree_size, write_named_zip
 from datasette_action_entrypoint.downloads import DOWNLOAD_LIMIT
 from datasette_action_entrypoint.manifest import (
     HANDLER,
@@ -100,18 +100,23 @@ class PackageResult:
 
 
 def package(config: Config, build_result: BuildResult, log: Log = lambda message: None) -> PackageResult:
+    """The layer and the function code, each made in scratch and moved into place when whole:
+    a failure (a full disk too) leaves no half-written zip or tree."""
     package_dir = config.build_dir / "package"
+    with disk_space_checked(package_dir, "the Lambda bundle"):
+        return _package(config, build_result, package_dir, log)
+
+
+def _package(config: Config, build_result: BuildResult, package_dir: Path, log: Log) -> PackageResult:
     package_dir.mkdir(parents=True, exist_ok=True)
     interpreter = find_interpreter(config.lambda_.python)
     warnings = [] if interpreter else [no_interpreter_warning(config.lambda_.python)]
     layer = prepare_layer(config, package_dir, interpreter, log)
     app_dir = package_dir / "app"
-    placement, code_warnings = _make_app(
-        config, build_result, layer.artifact.unzipped_size, interpreter, app_dir
+    placement, written, code_warnings = _make_app(
+        config, build_result, layer.artifact.unzipped_size, interpreter, app_dir, log
     )
     code_warnings += check_download_time(config, placement.databases)
-    log("zipping the function code")
-    written = write_named_zip(app_dir, package_dir, "function")
     _remove_other_zips(package_dir, "function", written.path)
     function = Artifact(
         "function", written.path, app_dir, written.sha256, written.zipped_size, written.unzipped_size, False
@@ -134,10 +139,16 @@ def package(config: Config, build_result: BuildResult, log: Log = lambda message
 
 
 def _make_app(
-    config: Config, build_result: BuildResult, layer_size: int, interpreter: Path | None, app_dir: Path
-) -> tuple[Placement, list[str]]:
-    """The function code tree, made in a scratch directory and moved to `app_dir` once it is
-    complete and within Lambda's limits."""
+    config: Config,
+    build_result: BuildResult,
+    layer_size: int,
+    interpreter: Path | None,
+    app_dir: Path,
+    log: Log,
+) -> tuple[Placement, ZipResult, list[str]]:
+    """The function code tree and its zip, made in a scratch directory; the tree is moved to
+    `app_dir` once it is complete, within Lambda's limits and zipped. A failure leaves the
+    previous tree and zip as they were."""
     where = Location(config.path)
     scratch = Path(tempfile.mkdtemp(prefix=".app-", dir=app_dir.parent))
     try:
@@ -155,12 +166,14 @@ def _make_app(
         _add_databases(scratch, placement)
         _write_manifest(scratch, build_manifest(config, inspect_data, placement))
         check_limits(layer_size, tree_size(scratch), where)
+        log("zipping the function code")
+        written = write_named_zip(scratch, app_dir.parent, "function")
         if app_dir.exists():
             shutil.rmtree(app_dir)
         os.replace(scratch, app_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return placement, warnings
+    return placement, written, warnings
 
 
 # -- databases: in the bundle or in S3 ------------------------------------------------------

@@ -13,14 +13,15 @@ import glob
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from datasette_action.config import TableConfig
+from datasette_action.coltypes import float_is_exact
+from datasette_action.config import TableConfig, is_within
 from datasette_action.errors import Location, SourceError
 
 BATCH_ROWS = 4_000  # small enough for a batch to stay in the CPU cache
@@ -80,17 +81,20 @@ class SourcePart:
 
 
 def find_sources(
-    table: TableConfig, root: Path, display_root: Path, build_dir: Path | None = None
+    table: TableConfig, root: Path, display_root: Path, not_sources: Sequence[Path] = ()
 ) -> tuple[SourceFile, ...]:
     """The files a table's `source` names, sorted (so builds are reproducible). A glob does not
-    match files in `build_dir`: an earlier build's output is not a source."""
+    match `not_sources` (resolved files and trees: the config and metadata files, an earlier
+    build's output)."""
     where = table.location("source")
     key = f"source '{table.source}' (table '{table.name}')"
     if glob.has_magic(table.source):
-        matches = sorted(Path(p) for p in glob.glob(str(root / table.source), recursive=True))
-        matches = [p for p in matches if p.is_file() and not (build_dir and p.is_relative_to(build_dir))]
+        found = sorted(Path(p) for p in glob.glob(str(root / table.source), recursive=True))
+        files = [p for p in found if p.is_file()]
+        matches = [p for p in files if not is_within(p.resolve(), not_sources)]
         if not matches:
-            raise SourceError(f"{key} matched no files (looked in {root})", where)
+            only_own = " other than the config file, the metadata file and built output" if files else ""
+            raise SourceError(f"{key} matched no files{only_own} (looked in {root})", where)
     else:
         path = root / table.source
         if not path.exists():
@@ -370,6 +374,43 @@ def _even_newline(chunk: bytes, start: int, quotes_before: int) -> int | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class NumberText:
+    """A JSON number a float cannot hold as written (1e400, 1e-400, -0.0), kept as its text."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _json_float(text: str) -> float | NumberText:
+    number = float(text)
+    if number != 0.0 and number - number == 0.0:  # finite and nonzero: the common case, fast
+        return number
+    return NumberText(text) if not float_is_exact(text) else number
+
+
+class _NotJson(Exception):
+    """NaN, Infinity or -Infinity: Python's json reads them, JSON (RFC 8259) has no such values."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(name)
+
+
+def _not_json(name: str, source: SourceFile, line: int) -> SourceError:
+    return SourceError(
+        f"invalid JSON: {name} is not a JSON value (JSON has no NaN or Infinity); write null, or"
+        f' "{name}" as a string',
+        source.at(line),
+    )
+
+
+# Numbers are read exactly (see NumberText); NaN and Infinity are refused, not read as floats.
+_DECODER = json.JSONDecoder(parse_float=_json_float, parse_constant=_refuse_constant)
+
+
 def iter_json_records(source: SourceFile) -> Iterator[tuple[dict[str, Any], int]]:
     """Each object of a JSON array or JSON Lines file, with the line it starts on."""
     stream = open_text(SourcePart(source))
@@ -391,9 +432,11 @@ def _jsonl_records(stream: IO[str], source: SourceFile) -> Iterator[tuple[dict[s
             continue
         try:
             # without its line ending: else an error at the end of the line is "column 1" of the next
-            record = json.loads(text.rstrip("\r\n"))
+            record = _DECODER.decode(text.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             raise SourceError(f"invalid JSON: {exc.msg} (column {exc.colno})", source.at(number)) from None
+        except _NotJson as exc:
+            raise _not_json(str(exc), source, number) from None
         except RecursionError:
             raise SourceError(TOO_DEEP, source.at(number)) from None
         if not isinstance(record, dict):
@@ -446,7 +489,6 @@ _SPACE = re.compile(r"[ \t\r\n]*")
 
 
 def _json_array_records(stream: IO[str], source: SourceFile) -> Iterator[tuple[dict[str, Any], int]]:
-    decoder = json.JSONDecoder()
     buffer = _JsonBuffer(stream)
     first = buffer.skip_space()
     if first != "[":
@@ -481,7 +523,7 @@ def _json_array_records(stream: IO[str], source: SourceFile) -> Iterator[tuple[d
             buffer.advance(buffer.pos + 1)
             expect_value = True
             continue
-        record, end = _decode_one(decoder, buffer, source)
+        record, end = _decode_one(buffer, source)
         if not isinstance(record, dict):
             raise SourceError(
                 f"expected a JSON array of objects, but record {count + 1} is {_json_kind(record)}",
@@ -493,10 +535,10 @@ def _json_array_records(stream: IO[str], source: SourceFile) -> Iterator[tuple[d
         expect_value = False
 
 
-def _decode_one(decoder: json.JSONDecoder, buffer: _JsonBuffer, source: SourceFile) -> tuple[Any, int]:
+def _decode_one(buffer: _JsonBuffer, source: SourceFile) -> tuple[Any, int]:
     while True:
         try:
-            return decoder.raw_decode(buffer.text, buffer.pos)
+            return _DECODER.raw_decode(buffer.text, buffer.pos)
         except json.JSONDecodeError as exc:
             # A record cut off by the end of the buffer fails at the buffer's end (or, for a
             # string, where the string starts): read more and try again. Anything else is bad JSON.
@@ -507,6 +549,8 @@ def _decode_one(decoder: json.JSONDecoder, buffer: _JsonBuffer, source: SourceFi
             raise SourceError(f"invalid JSON: {exc.msg}", source.at(line)) from None
         except RecursionError:
             raise SourceError(TOO_DEEP, source.at(buffer.line)) from None
+        except _NotJson as exc:
+            raise _not_json(str(exc), source, buffer.line) from None
 
 
 TOO_DEEP = "a record nests lists or objects too deeply to be read (Python's recursion limit); flatten it"

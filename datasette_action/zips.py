@@ -70,7 +70,11 @@ def write_zip(root: Path, destination: Path, *, prefix: str = "") -> ZipResult:
 def write_named_zip(root: Path, directory: Path, stem: str, *, prefix: str = "") -> ZipResult:
     """`write_zip` to `<directory>/<stem>-<sha256>.zip`: the file is named by its content."""
     scratch = directory / f".{stem}-writing.zip"
-    written = write_zip(root, scratch, prefix=prefix)
+    try:
+        written = write_zip(root, scratch, prefix=prefix)
+    except BaseException:
+        scratch.unlink(missing_ok=True)  # a half-written zip (a full disk) is not left behind
+        raise
     final = directory / f"{stem}-{written.sha256}.zip"
     os.replace(scratch, final)
     return ZipResult(final, written.sha256, written.zipped_size, written.unzipped_size)

@@ -1013,6 +1013,7 @@ def test_batch_checks_accept_only_what_the_cell_checks_accept() -> None:
     per-cell ones reject; they reject only long floats, which are then checked cell by cell."""
     rng = random.Random(7)
     values = ["", "0", "-0", "00", "7", "-7", "+7", "1.5", ".5", "5.", "1e5", "1E-5", "1e", "-", ".", "e5"]
+    values += ["1e400", "-0.0", "-.0", "1e-400", "0.0", "1" + "0" * 400 + ".5"]
     values += ["123456789012345678", "1234567890123456789", "1234567890123456789.5", " 5", "5 ", "0x1"]
     values += [
         "".join(rng.choice("0123456789-+.eE x") for _ in range(rng.randint(1, 22))) for _ in range(5000)
@@ -1024,7 +1025,7 @@ def test_batch_checks_accept_only_what_the_cell_checks_accept() -> None:
         long_whole_part = len(value.lstrip("-").split(".")[0].split("e")[0].split("E")[0]) > 18
         if kind <= Kind.FLOAT and not long_whole_part:
             assert coltypes.all_floats(value), value
-        if coltypes.all_floats(value):
+        if coltypes.all_exact_floats(value):
             assert kind <= Kind.FLOAT, value
     for _ in range(300):  # a batch passes only if every value would
         batch = rng.sample(values, 20)
@@ -1032,6 +1033,8 @@ def test_batch_checks_accept_only_what_the_cell_checks_accept() -> None:
         assert coltypes.all_integers(joined) == all(coltypes.all_integers(v) for v in batch)
         assert coltypes.has_signed_zero(joined) == ("-0" in batch)
         assert coltypes.all_floats(joined) == all(coltypes.all_floats(v) for v in batch)
+        if coltypes.all_exact_floats(joined):
+            assert all(coltypes.cell_kind(v) <= Kind.FLOAT for v in batch), batch
 
 
 # -- bad input: a UserError naming the file and line, and the previous build left alone -------
@@ -1694,6 +1697,15 @@ def test_a_newline_in_a_table_name_stays_on_one_line_of_text_output(project: Pat
     assert text.splitlines()[-1].split() == ["a\\nb", "1", "rows"], text
 
 
+def test_names_in_the_markdown_summary_cannot_break_its_table(project: Path) -> None:
+    from datasette_action.output import build_markdown
+    from datasette_action.pipeline import Built
+
+    result = one_table(project, {"data/x.csv": "n\n1\n"}, '"a|b\\n*c*": data/x.csv\n')
+    markdown = build_markdown(Built("s", result, 0.0))
+    assert "| d | a\\|b\\\\n\\*c\\* | 1 |" in markdown.splitlines(), markdown
+
+
 @pytest.mark.parametrize(
     ("name", "content", "line"),
     [
@@ -1710,15 +1722,265 @@ def test_json_nested_too_deeply(project: Path, name: str, content: str, line: in
 
 
 @pytest.mark.parametrize(
-    ("name", "content"),
+    ("name", "content", "what"),
     [
-        ("x.jsonl", '{"a": "ok"}\n{"a": "\\ud800"}\n'),
-        ("x.json", '[{"a": "ok"},\n{"a": {"b": "\\ud800"}}]\n'),
+        ("x.jsonl", '{"a": "ok"}\n{"a": "\\ud800"}\n', "a string"),
+        ("x.json", '[{"a": "ok"},\n{"a": {"b": "\\ud800"}}]\n', "a string"),
+        ("x.jsonl", '{"a": "ok"}\n{"\\ud800": 1}\n', "a key"),
+        ("x.json", '[{"a": "ok"},\n{"b\\udfff": 2}]\n', "a key"),
+        ("x.json", '[{"a": "ok"},\n{"a": {"\\ud800": 2}}]\n', "a string"),  # a key inside a value
     ],
 )
-def test_json_lone_surrogate(project: Path, name: str, content: str) -> None:
+def test_json_lone_surrogate(project: Path, name: str, content: str, what: str) -> None:
     message = build_error(project, f"d:\n  tables:\n    t: data/{name}\n", {f"data/{name}": content})
     assert message == (
-        f"data/{name}:2: a string holds a lone surrogate (such as \\ud800), which is not valid"
+        f"data/{name}:2: {what} holds a lone surrogate (such as \\ud800), which is not valid"
         " Unicode and cannot be stored as text; fix the escape"
     )
+
+
+# -- numbers a REAL cannot hold as written, JSON booleans -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        # a column with a number that overflows, underflows or is a negative zero stays text, as written
+        ("a\n1.5\n1e400\n", [("1.5", "text"), ("1e400", "text")]),
+        ("a\n-1E+999\n2\n", [("-1E+999", "text"), ("2", "text")]),
+        ("a\n1e-400\n0.5\n", [("1e-400", "text"), ("0.5", "text")]),
+        ("a\n-0.0\n2.5\n", [("-0.0", "text"), ("2.5", "text")]),
+        ("a\n3\n-.0\n", [("3", "text"), ("-.0", "text")]),
+        ("a\n1\n-0e5\n", [("1", "text"), ("-0e5", "text")]),
+        ("a\n1\n1" + "0" * 400 + ".5\n", [("1", "text"), ("1" + "0" * 400 + ".5", "text")]),
+        # what a REAL holds exactly enough stays a number
+        (
+            "a\n0.0\n0e5\n1e308\n-2.5e-300\n",
+            [(0.0, "real"), (0.0, "real"), (1e308, "real"), (-2.5e-300, "real")],
+        ),
+        ("a\n-0\n1\n", [(0, "integer"), (1, "integer")]),  # an integer has no negative zero
+        ("a\nNaN\ninf\n", [("NaN", "text"), ("inf", "text")]),
+    ],
+)
+def test_csv_numbers_a_real_cannot_hold_keep_their_text(
+    project: Path, content: str, expected: list[tuple[Any, str]]
+) -> None:
+    result = one_table(project, {"data/x.csv": content})
+    assert query(db_path(result), "SELECT a, typeof(a) FROM t ORDER BY rowid") == expected
+
+
+def test_an_inexact_float_in_a_later_batch_makes_the_column_text(project: Path) -> None:
+    """The batch-column check (one regular expression) must send such a batch to the cell checks."""
+    floats = [f"{i}.25" for i in range(loader.BATCH_ROWS + 10)]
+    content = "a\n" + "\n".join([*floats, "1e400", "-0.0"]) + "\n"
+    result = one_table(project, {"data/x.csv": content})
+    assert column_types(result) == {"a": "TEXT"}
+    got = query(db_path(result), "SELECT a FROM t ORDER BY rowid")
+    assert [a for (a,) in got] == [*floats, "1e400", "-0.0"]
+
+
+def test_a_declared_float_that_a_real_cannot_hold_is_an_error(project: Path) -> None:
+    message = build_error(
+        project,
+        "d:\n  tables:\n    t:\n      source: data/x.csv\n      types: {a: float}\n",
+        {"data/x.csv": "a\n1.5\n1e400\n"},
+    )
+    assert message == (
+        "data/x.csv:3: column 'a' is declared float (types: at datasette-lambda.yml:10) but holds"
+        " '1e400'; fix the value or change the declared type"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('[{"a": 1.5}, {"a": 1e400}]', [("1.5", "text"), ("1e400", "text")]),
+        ('[{"a": -0.0}, {"a": 2}]', [("-0.0", "text"), ("2", "text")]),
+        ('[{"a": 1E-400}, {"a": 0.0}]', [("1E-400", "text"), ("0.0", "text")]),
+        ('[{"a": 0.0}, {"a": -2.5}]', [(0.0, "real"), (-2.5, "real")]),
+        # nested values keep their numbers as written, not as strings
+        ('[{"a": [1e400, -0.0, {"b": 1e-400}, 2.5]}]', [('[1e400, -0.0, {"b": 1e-400}, 2.5]', "text")]),
+    ],
+)
+def test_json_numbers_a_real_cannot_hold_keep_their_text(
+    project: Path, content: str, expected: list[tuple[Any, str]]
+) -> None:
+    result = one_table(project, {"data/x.json": content}, "t: data/x.json")
+    assert query(db_path(result), "SELECT a, typeof(a) FROM t ORDER BY rowid") == expected
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    ("name", "template", "line"),
+    [("x.jsonl", '{"a": 1}\n{"a": %s}\n', 2), ("x.json", '[{"a": 1},\n {"a": [1, %s]}]\n', 2)],
+)
+def test_json_nan_and_infinity_are_refused(
+    project: Path, constant: str, name: str, template: str, line: int
+) -> None:
+    message = build_error(
+        project, f"d:\n  tables:\n    t: data/{name}\n", {f"data/{name}": template % constant}
+    )
+    name_in_message = constant.lstrip("-") if constant != "-Infinity" else "-Infinity"
+    assert message == (
+        f"data/{name}:{line}: invalid JSON: {name_in_message} is not a JSON value (JSON has no NaN or"
+        f' Infinity); write null, or "{name_in_message}" as a string'
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "types", "expected", "column_type"),
+    [
+        # mixed with other types: JSON's own text, never '1' (which is the string "1")
+        (
+            '[{"a": true}, {"a": "1"}, {"a": 2}, {"a": false}]',
+            "",
+            [("true", "text"), ("1", "text"), ("2", "text"), ("false", "text")],
+            "TEXT",
+        ),
+        ('[{"a": true}, {"a": [1]}]', "", [("true", "text"), ("[1]", "text")], "TEXT"),
+        # booleans alone, or with numbers: numbers, as sqlite-utils stores them
+        (
+            '[{"a": true}, {"a": false}, {"a": null}]',
+            "",
+            [(1, "integer"), (0, "integer"), (None, "null")],
+            "INTEGER",
+        ),
+        ('[{"a": true}, {"a": 5}]', "", [(1, "integer"), (5, "integer")], "INTEGER"),
+        ('[{"a": true}, {"a": 2.5}]', "", [(1.0, "real"), (2.5, "real")], "REAL"),
+        (
+            '[{"a": true}, {"a": false}]',
+            "\n  types: {a: text}",
+            [("true", "text"), ("false", "text")],
+            "TEXT",
+        ),
+    ],
+)
+def test_json_booleans(
+    project: Path, content: str, types: str, expected: list[tuple[Any, str]], column_type: str
+) -> None:
+    result = one_table(project, {"data/x.json": content}, f"t:\n  source: data/x.json{types}")
+    assert query(db_path(result), "SELECT a, typeof(a) FROM t ORDER BY rowid") == expected
+    assert column_types(result) == {"a": column_type}
+
+
+def test_json_booleans_across_glob_files(project: Path) -> None:
+    """One file's booleans, another's text: the table's column is text, so 'true' in every file."""
+    files = {"data/1.jsonl": '{"a": true, "n": true}\n', "data/2.jsonl": '{"a": "x", "n": 3}\n'}
+    result = one_table(project, files, "t: data/*.jsonl")
+    assert query(db_path(result), "SELECT a, n FROM t ORDER BY rowid") == [("true", 1), ("x", 3)]
+    assert column_types(result) == {"a": "TEXT", "n": "INTEGER"}
+
+
+# -- what a glob may load --------------------------------------------------------------------
+
+
+def test_a_glob_never_loads_the_config_the_metadata_or_the_build_output(project: Path) -> None:
+    write(project, {"data/x.csv": "a\n1\n", "meta.json": "{}"})
+    (project / CONFIG).write_text(
+        "stack: s\nmetadata: meta.json\ndatabases:\n  d:\n    tables:\n"
+        "      t:\n        source: '**/*'\n        format: csv\n"
+    )
+    for _ in range(2):  # the second build also sees the first one's output
+        result = build(load_config(Path(CONFIG)))
+        assert rows(result) == [(1,)]
+
+
+def test_a_glob_that_matches_only_files_the_build_uses_says_so(project: Path) -> None:
+    write(project, {"data/x.csv": "a\n1\n"})
+    (project / CONFIG).write_text("stack: s\ndatabases:\n  d:\n    tables:\n      t: '*.yml'\n")
+    with pytest.raises(SourceError) as info:
+        build(load_config(Path(CONFIG)))
+    assert str(info.value) == (
+        f"{CONFIG}:5: source '*.yml' (table 't') matched no files other than the config file, the"
+        f" metadata file and built output (looked in {project.resolve()})"
+    )
+
+
+@pytest.mark.parametrize("build_dir", ["data", "data/", "./data", "data/../data"])
+def test_build_dir_may_be_a_data_folder(project: Path, build_dir: str) -> None:
+    write(project, {"data/x.csv": "a\n1\n", "data/y.csv": "a\n2\n"})
+    (project / CONFIG).write_text(
+        f"stack: s\nbuild_dir: {build_dir}\ndatabases:\n  d:\n    tables:\n      t: data/*.csv\n"
+    )
+    for _ in range(2):
+        result = build(load_config(Path(CONFIG)))
+        assert rows(result) == [(1,), (2,)]
+        assert result.databases[0].path == project.resolve() / "data" / "databases" / "d.db"
+
+
+@pytest.mark.parametrize(
+    ("database", "line"),
+    [("file: out/databases/old.db", 5), ("tables:\n      t: out/package/x.csv", 6)],
+)
+def test_a_source_named_in_the_build_output_is_a_config_error(
+    project: Path, database: str, line: int
+) -> None:
+    from datasette_action.errors import ConfigError
+
+    write(project, {"out/databases/old.db": b"", "out/package/x.csv": "a\n1\n"})
+    sqlite3.connect(project / "out" / "databases" / "old.db").execute("CREATE TABLE t (a)").connection.close()
+    (project / CONFIG).write_text(f"stack: s\nbuild_dir: out\ndatabases:\n  d:\n    {database}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(Path(CONFIG))
+    shown = database.split(": ")[-1]
+    assert str(info.value) == (
+        f"{CONFIG}:{line}: database 'd': {shown} is under build_dir (out), in the output each build"
+        " rewrites; keep sources outside it, or set build_dir to a directory of its own"
+    )
+
+
+# -- a disk with no room -----------------------------------------------------------------------
+
+
+def _with_file_size_limit(limit: int) -> Any:
+    """A real write failure (EFBIG, and SQLite's "disk I/O error") for files over `limit` bytes,
+    as on a full disk; worker processes inherit it. Restored afterwards."""
+    import contextlib
+    import resource
+    import signal
+
+    @contextlib.contextmanager
+    def limited() -> Any:
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, previous)
+
+    return limited()
+
+
+def test_a_full_disk_fails_the_build_cleanly_and_keeps_the_last_build(project: Path) -> None:
+    from datasette_action.errors import DiskFullError
+
+    big = "a,b\n" + "".join(f"{i},{'x' * 200}\n" for i in range(2000))
+    first = one_table(project, {"data/x.csv": "a,b\n1,2\n"})
+    before = snapshot(project)
+    write(project, {"data/x.csv": big})
+    with _with_file_size_limit(100_000), pytest.raises(DiskFullError) as info:
+        build(load_config(Path(CONFIG)))
+    assert str(info.value) == (
+        f"could not write the databases in {project.resolve() / DATABASES} (disk I/O error); free"
+        " some space there (or check that it is writable), or set build_dir to a disk with room."
+        " The earlier output there is as it was."
+    )
+    assert snapshot(project) == before  # no scratch left, the last build intact
+    assert rows(first) == [(1, 2)]
+
+
+def test_running_out_of_space_is_recognised() -> None:
+    import errno
+
+    from datasette_action.errors import is_out_of_space
+
+    assert is_out_of_space(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_out_of_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert not is_out_of_space(OSError(errno.ENOENT, "No such file or directory"))
+    assert not is_out_of_space(ValueError("database or disk is full"))
+    conn = bundled.connect(":memory:")
+    with pytest.raises(bundled.OperationalError) as info:
+        conn.execute("SELECT * FROM nowhere")
+    assert not is_out_of_space(info.value)

@@ -630,6 +630,201 @@ def test_update_rollback_failed_stops_with_guidance(local_aws: LocalAws, project
     assert after == before
 
 
+# -- two deploys of one stack at once -------------------------------------------------------------
+# Deploy A (the edited data) is stopped at one AWS call by a botocore event hook on its own session,
+# where the other deploy (B, the first data, forced so that its change set is not empty) runs to the
+# end, or another operation takes the stack; then A goes on. moto finishes each update at once and
+# (moto_patches.fix_concurrent_updates) refuses change sets on a busy stack, and marks a stack's
+# other change sets OBSOLETE when one is executed, as CloudFormation does.
+
+RACE = "race"
+
+
+@pytest.fixture(scope="module")
+def race(local_aws: LocalAws, project: Project) -> d.DeployResult:
+    return deploy(project, RACE, health_check=False)
+
+
+def function_key(project: Project) -> str:
+    return f"artifacts/function-{project.result.function.sha256}.zip"
+
+
+def interrupted(
+    project: Project, event: str, interrupt: Callable[[dict[str, Any]], object]
+) -> d.DeployResult:
+    """Deploy `project` to RACE, calling `interrupt` (with the call's parameters) the first time
+    botocore emits `event` for RACE's main stack."""
+    config = project.for_stack(RACE)
+    aws = d.aws_session(config)
+    seen: list[dict[str, Any]] = []
+
+    def hook(params: dict[str, Any] | None = None, **_: Any) -> None:
+        given = dict(params or {})
+        if not seen and given.get("StackName", RACE) == RACE:
+            seen.append(given)
+            interrupt(given)
+
+    aws.session.events.register(event, hook)  # before the first client
+    template = render_template(config, project.result)
+    return d.deploy(config, project.result, template, dataclasses.replace(FAST, health_check=False), aws=aws)
+
+
+def assert_still_serving(race: d.DeployResult, project: Project) -> None:
+    """The stack, the function and the state file are the other deploy's: the first data."""
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack(RACE)["Parameters"]}
+    assert parameters["FunctionKey"] == function_key(project)
+    function = boto3.client("lambda", region_name=REGION).get_function(FunctionName=RACE)["Configuration"]
+    assert function["CodeSha256"] == b64sha256(project.result.function.zip_path)
+    state = json.loads(s3().get_object(Bucket=race.bucket, Key=f"state/{RACE}.json")["Body"].read())
+    assert state["databases"][0]["tables"]["states"] == 7  # not the edited 8: A wrote no state
+
+
+def change_set_names() -> set[str]:
+    return {c["ChangeSetName"] for c in cf().list_change_sets(StackName=RACE)["Summaries"]}
+
+
+@pytest.mark.parametrize("operation", ["CreateChangeSet", "ExecuteChangeSet"])
+def test_a_stack_another_deploy_took_after_the_check_is_a_clear_error(
+    race: d.DeployResult, project: Project, edited: Project, operation: str
+) -> None:
+    """The stack was idle when A checked it, then another deploy's update began."""
+    held = moto_stack(RACE)
+    before = change_set_names()
+    try:
+        with pytest.raises(AwsError) as caught:
+            interrupted(
+                edited,
+                f"before-parameter-build.cloudformation.{operation}",
+                lambda _: setattr(held, "status", "UPDATE_IN_PROGRESS"),
+            )
+    finally:
+        held.status = "UPDATE_COMPLETE"
+    assert caught.value.message == (
+        f"the stack {RACE} is UPDATE_IN_PROGRESS: another deploy is running; wait for it and run again"
+        " (this deploy changed nothing)"
+    )
+    assert change_set_names() == before  # A's change set (if made) was deleted
+    assert_still_serving(race, project)
+
+
+@pytest.mark.parametrize("landed", ["OBSOLETE", "deleted"])
+def test_a_change_set_made_before_another_deploy_landed_is_not_executed(
+    race: d.DeployResult, project: Project, edited: Project, landed: str
+) -> None:
+    """B runs to the end between A's change set and its execution. CloudFormation marks A's change
+    set OBSOLETE, and deletes it ("deleted": done here, as moto only marks it)."""
+    names: list[str] = []
+
+    def other_deploy(params: dict[str, Any]) -> None:
+        names.append(params["ChangeSetName"])
+        assert deploy(project, RACE, force=True, health_check=False).changed
+        assert (
+            cf().describe_change_set(StackName=RACE, ChangeSetName=names[0])["ExecutionStatus"] == "OBSOLETE"
+        )
+        if landed == "deleted":
+            cf().delete_change_set(StackName=RACE, ChangeSetName=names[0])
+
+    with pytest.raises(AwsError) as caught:
+        interrupted(edited, "before-parameter-build.cloudformation.ExecuteChangeSet", other_deploy)
+    was = "OBSOLETE" if landed == "OBSOLETE" else "deleted by CloudFormation"
+    assert caught.value.message == (
+        f"the stack {RACE} changed since this deploy's change set was made (another deploy landed first);"
+        f" run again. Nothing of this deploy was applied (its change set {names[0]} was {was})"
+    )
+    assert names[0] not in change_set_names()  # deleted
+    assert stack(RACE)["StackStatus"] == "UPDATE_COMPLETE"
+    assert_still_serving(race, project)
+
+
+def test_a_deploy_replaced_by_another_before_its_wait_ended_is_not_reported_as_deployed(
+    race: d.DeployResult, project: Project, edited: Project
+) -> None:
+    """A's change set executes; before A's wait reads the stack, B's update lands on top of it:
+    the stack is UPDATE_COMPLETE, with B's parameters."""
+    with pytest.raises(AwsError) as caught:
+        interrupted(
+            edited,
+            "after-call.cloudformation.ExecuteChangeSet",
+            lambda _: deploy(project, RACE, force=True, health_check=False),
+        )
+    assert caught.value.message == (
+        f"another deploy replaced this one's changes: the stack {RACE} (UPDATE_COMPLETE) holds parameters"
+        f" that are not this deploy's (FunctionKey is {function_key(project)!r}, this deploy's is"
+        f" {function_key(edited)!r}); what this deploy built is not live; run again if it should be"
+    )
+    assert_still_serving(race, project)
+
+
+def test_check_live_compares_the_values_this_deploy_gave() -> None:
+    request = d.StackRequest(
+        "site",
+        None,
+        "{}",
+        (
+            {"ParameterKey": "FunctionKey", "ParameterValue": "f-1"},
+            {"ParameterKey": "DeploymentId", "UsePreviousValue": True},
+            {"ParameterKey": "DatasetteSecret", "ParameterValue": "s3cret"},
+        ),
+        {},
+        no_echo=frozenset({"DatasetteSecret"}),
+    )
+    live = d.StackInfo("site", "UPDATE_COMPLETE", {}, frozenset(), {}, None)
+    d.check_live(
+        request,
+        dataclasses.replace(
+            live, values={"FunctionKey": "f-1", "DeploymentId": "x", "DatasetteSecret": "****"}
+        ),
+    )
+    with pytest.raises(AwsError) as caught:
+        d.check_live(
+            request, dataclasses.replace(live, status="UPDATE_IN_PROGRESS", values={"FunctionKey": "f-2"})
+        )
+    assert caught.value.message == (
+        "another deploy replaced this one's changes: the stack site (UPDATE_IN_PROGRESS) holds parameters"
+        " that are not this deploy's (FunctionKey is 'f-2', this deploy's is 'f-1'); what this deploy"
+        " built is not live; run again if it should be"
+    )
+    with pytest.raises(AwsError) as gone:
+        d.check_live(request, None)
+    assert gone.value.message == (
+        "the stack site is gone: another operation deleted it while this deploy ran; what this deploy"
+        " built is not live; run again"
+    )
+
+
+def test_an_execute_retried_after_it_went_through_waits_as_usual() -> None:
+    """Stubber: botocore retried ExecuteChangeSet whose first try had gone through (AWS then
+    answers InvalidChangeSetStatus: the change set is executing)."""
+    aws, stub = stubbed("cloudformation")
+    change_set = d.ChangeSet(
+        "site", "cs-1", "UPDATE", (d.ResourceChange("Modify", "Function", "T", "False"),)
+    )
+    names = {"StackName": "site", "ChangeSetName": "cs-1"}
+    stub.add_client_error("execute_change_set", "InvalidChangeSetStatus", "cannot be executed", 400, names)
+    stub.add_response(
+        "describe_change_set",
+        {
+            "ChangeSetName": "cs-1",
+            "StackName": "site",
+            "Status": "CREATE_COMPLETE",
+            "ExecutionStatus": "EXECUTE_IN_PROGRESS",
+        },
+        names,
+    )
+    stub.add_response(
+        "describe_stacks",
+        {
+            "Stacks": [
+                {"StackName": "site", "CreationTime": datetime.now(UTC), "StackStatus": "UPDATE_COMPLETE"}
+            ]
+        },
+        {"StackName": "site"},
+    )
+    with stub:
+        d.execute_change_set(aws, change_set, FAST)
+    stub.assert_no_pending_responses()
+
+
 # -- Stubber: answers moto cannot give ----------------------------------------------------------
 
 

@@ -20,7 +20,9 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -33,9 +35,22 @@ from datasette_action.local_aws import LocalAws, start_local_aws
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"  # find_python: this interpreter
 HANDLER = """\
 import json, os, sys, time
+from urllib.parse import parse_qs
 from greeting import GREETING
 
+def meet(room, patience):
+    \"\"\"Wait in the directory `room` (up to `patience` s) until a second request is in a handler.\"\"\"
+    started = time.time()
+    open(os.path.join(room, f"{os.getpid()}-{started}"), "w").close()
+    while len(os.listdir(room)) < 2 and time.time() < started + patience:
+        time.sleep(0.01)
+    body = {"pid": os.getpid(), "start": started, "end": time.time()}
+    return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
+
 def handler(event, context):
+    if event["rawPath"] == "/meet":
+        query = parse_qs(event["rawQueryString"])
+        return meet(query["room"][0], float(query["patience"][0]))
     if event["rawPath"] == "/fail":
         raise RuntimeError("asked to fail")
     if event["rawPath"] == "/slow":
@@ -91,7 +106,13 @@ def layer(aws: LocalAws, greeting: str) -> str:
 
 
 def template(
-    name: str, *, frontend: str = "url", public_invoke: bool = True, colour: str = "blue", timeout: int = 10
+    name: str,
+    *,
+    frontend: str = "url",
+    public_invoke: bool = True,
+    colour: str = "blue",
+    timeout: int = 10,
+    reserved: int | None = None,
 ) -> dict[str, Any]:
     """A small stack shaped like ours: bucket + policy, role, layer, function, a frontend."""
     resources: dict[str, Any] = {
@@ -140,6 +161,8 @@ def template(
             },
         },
     }
+    if reserved is not None:
+        resources["Function"]["Properties"]["ReservedConcurrentExecutions"] = reserved
     outputs: dict[str, Any] = {
         "FunctionName": {"Value": {"Ref": "Function"}},
         "LayerArn": {"Value": {"Ref": "Deps"}},
@@ -309,9 +332,12 @@ def test_a_failing_or_slow_handler_gives_502_and_the_next_request_works(aws: Loc
     assert fetch(url)[0] == 200  # a fresh process (a cold start)
 
 
-def test_requests_queued_in_a_burst_do_not_time_out_the_one_being_answered(aws: LocalAws) -> None:
-    """Each request takes 0.6 s of a 1 s timeout; four at once queue for the one process. The
+def test_requests_queued_in_a_burst_do_not_time_out_the_one_being_answered(
+    aws: LocalAws, processes: Callable[[int], None]
+) -> None:
+    """Each request takes 0.6 s of a 1 s timeout; four at once queue for the two processes. The
     timeout counts from each request's turn, so all four are answered."""
+    processes(2)
     stack = deploy(
         aws,
         "queued",
@@ -325,6 +351,103 @@ def test_requests_queued_in_a_burst_do_not_time_out_the_one_being_answered(aws: 
     with ThreadPoolExecutor(max_workers=4) as pool:
         statuses = list(pool.map(lambda _: fetch(url + "nap")[0], range(4)))
     assert statuses == [200, 200, 200, 200]
+
+
+@pytest.fixture
+def processes(aws: LocalAws) -> Iterator[Callable[[int], None]]:
+    """Set how many processes each endpoint runs (`--concurrency`) for one test."""
+    before = aws.concurrency
+
+    def set_concurrency(count: int) -> None:
+        aws.concurrency = count
+
+    yield set_concurrency
+    aws.concurrency = before
+
+
+def meet_twice(url: str, room: Path, patience: float) -> list[dict[str, Any]]:
+    """Two requests at once to a handler that waits for the other (up to `patience` s): the time
+    each spent in a handler, and the process it ran in, earliest first."""
+    room.mkdir()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda _: fetch(f"{url}meet?room={room}&patience={patience}"), range(2)))
+    assert [status for status, _ in answers] == [200, 200]
+    return sorted((body for _, body in answers if isinstance(body, dict)), key=lambda body: body["start"])
+
+
+def test_concurrent_requests_run_in_processes_side_by_side(
+    aws: LocalAws, processes: Callable[[int], None], tmp_path: Path
+) -> None:
+    """With --concurrency 2, a second request at once gets a second process (started on demand:
+    one request alone started only one), and both are in their handlers at the same time."""
+    processes(2)
+    stack = deploy(
+        aws,
+        "sidebyside",
+        template("sidebyside"),
+        "CREATE",
+        FunctionKey=code(aws, 1),
+        LayerKey=layer(aws, "s"),
+    )
+    url = outputs(stack)["SiteUrl"]
+    assert fetch(url)[0] == 200
+    first, second = meet_twice(url, tmp_path / "together", patience=8)
+    assert first["pid"] != second["pid"]
+    assert second["start"] < first["end"]  # the second began before the first ended: they overlap
+    # one at a time again: the processes already running answer, no third one starts
+    pids = {body["pid"] for body in meet_twice(url, tmp_path / "again", patience=8)}
+    assert pids == {first["pid"], second["pid"]}
+    # --concurrency 1: the same burst is answered one request after the other, by one process
+    processes(1)
+    first, second = meet_twice(url, tmp_path / "alone", patience=0.3)
+    assert first["pid"] == second["pid"]
+    assert first["end"] <= second["start"]
+
+
+def test_reserved_concurrency_caps_the_processes_and_zero_throttles(
+    aws: LocalAws, processes: Callable[[int], None], tmp_path: Path
+) -> None:
+    processes(2)
+    stack = deploy(
+        aws,
+        "reserved",
+        template("reserved", reserved=1),
+        "CREATE",
+        FunctionKey=code(aws, 1),
+        LayerKey=layer(aws, "r"),
+    )
+    url = outputs(stack)["SiteUrl"]
+    first, second = meet_twice(url, tmp_path / "one", patience=0.3)
+    assert first["pid"] == second["pid"]  # one process at most, so one request after the other
+    assert first["end"] <= second["start"]
+    lam = client("lambda", aws)
+    lam.put_function_concurrency(FunctionName="reserved", ReservedConcurrentExecutions=0)
+    status, body = fetch(url)
+    assert status == 429 and json.loads(str(body)) == {"Message": "Rate Exceeded."}
+    lam.delete_function_concurrency(FunctionName="reserved")  # no reservation: --concurrency's 2
+    first, second = meet_twice(url, tmp_path / "two", patience=8)
+    assert first["pid"] != second["pid"] and second["start"] < first["end"]
+
+
+def test_a_new_code_version_replaces_every_process(
+    aws: LocalAws, processes: Callable[[int], None], tmp_path: Path
+) -> None:
+    processes(2)
+    stack = deploy(
+        aws, "versions", template("versions"), "CREATE", FunctionKey=code(aws, 1), LayerKey=layer(aws, "v")
+    )
+    url = outputs(stack)["SiteUrl"]
+    old = {body["pid"] for body in meet_twice(url, tmp_path / "old", patience=8)}
+    assert len(old) == 2
+    deploy(
+        aws, "versions", template("versions"), "UPDATE", FunctionKey=code(aws, 2), LayerKey=layer(aws, "v")
+    )
+    assert fetch(url)[1]["code"] == 2  # type: ignore[index]
+    new = {body["pid"] for body in meet_twice(url, tmp_path / "new", patience=8)}
+    assert len(new) == 2 and not new & old
+    for pid in old:  # the old version's processes are gone (closed, then reaped)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_one_local_aws_per_process(aws: LocalAws) -> None:
@@ -411,7 +534,17 @@ def test_removing_the_url_and_deleting_the_stack_stop_the_server(aws: LocalAws) 
 def test_the_local_aws_command_prints_its_endpoint_and_stops_cleanly() -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with subprocess.Popen(
-        [sys.executable, "-m", "datasette_action", "local-aws", "--port", "0", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "datasette_action",
+            "local-aws",
+            "--port",
+            "0",
+            "--json",
+            "--concurrency",
+            "3",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -435,6 +568,7 @@ def test_the_local_aws_command_prints_its_endpoint_and_stops_cleanly() -> None:
             _, errors = process.communicate(timeout=30)
     assert process.returncode == 0
     assert f"export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing" in errors
+    assert "each by up to 3 handler processes side by side (--concurrency)" in errors
 
 
 def test_without_moto_the_command_says_what_to_install() -> None:

@@ -277,8 +277,63 @@ def account_settings() -> Symptoms:
     }
 
 
+def concurrent_updates() -> Symptoms:
+    """Two deploys' change sets: B's executed first; then a stack held busy by another operation."""
+    from moto.cloudformation.models import cloudformation_backends
+
+    cf = client("cloudformation")
+    body = json.dumps(
+        {
+            "Parameters": {"Value": {"Type": "String"}},
+            "Resources": {"P": ssm_parameter("race", {"Ref": "Value"})},
+        }
+    )
+
+    def change_set(name: str, value: str) -> bool:
+        """Created? (False: refused.)"""
+        return not refused(
+            cf.create_change_set,
+            StackName="race",
+            ChangeSetName=name,
+            ChangeSetType="UPDATE",
+            TemplateBody=body,
+            Parameters=[{"ParameterKey": "Value", "ParameterValue": value}],
+        )
+
+    cf.create_stack(
+        StackName="race", TemplateBody=body, Parameters=[{"ParameterKey": "Value", "ParameterValue": "0"}]
+    )
+    change_set("a", "1")
+    change_set("b", "2")
+    cf.execute_change_set(StackName="race", ChangeSetName="b")
+    status = cf.describe_change_set(StackName="race", ChangeSetName="a")["ExecutionStatus"]
+    stale_executed = not refused(cf.execute_change_set, StackName="race", ChangeSetName="a")
+    (stack,) = [
+        s for s in cloudformation_backends["123456789012"]["us-east-1"].stacks.values() if s.name == "race"
+    ]
+    stack.status = "UPDATE_COMPLETE"
+    change_set("c", "3")
+    stack.status = "UPDATE_IN_PROGRESS"  # another operation holds it
+    busy_executed = not refused(cf.execute_change_set, StackName="race", ChangeSetName="c")
+    busy_created = change_set("d", "4")
+    try:
+        cf.describe_change_set(StackName="race", ChangeSetName="gone")
+        missing = "answered"
+    except ClientError as error:
+        missing = error.response["Error"]["Code"]
+    return {
+        "DescribeChangeSet of a change set that is not there is not ChangeSetNotFound": missing
+        != "ChangeSetNotFound",
+        "executing a change set leaves the stack's others AVAILABLE, not OBSOLETE": status != "OBSOLETE",
+        "a change set made before another was executed can still be executed": stale_executed,
+        "a change set is executed on a stack that is UPDATE_IN_PROGRESS": busy_executed,
+        "a change set is created for a stack that is UPDATE_IN_PROGRESS": busy_created,
+    }
+
+
 CANARIES: dict[str, Callable[[], Symptoms]] = {
     "moto_patches.fix_change_set_outputs": change_set_outputs,
+    "moto_patches.fix_concurrent_updates": concurrent_updates,
     "moto_patches.fix_change_set_changes": change_set_changes,
     "moto_patches.fix_removed_resources": removed_resources,
     "moto_patches.fix_function_properties": function_properties,

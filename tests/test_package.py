@@ -890,3 +890,50 @@ def test_cli_package_json_shows_a_database_too_large_to_download_through_lambda(
     (entry,) = [d for d in load_manifest(manifest_path).databases if d.name == "big"]
     assert (entry.location, entry.s3_key, entry.sha256) == ("bundle", big["s3_key"], big["sha256"])
     assert (manifest_path.parent / "databases" / "big.db").stat().st_size == big["size"]
+
+
+def test_a_full_disk_while_packaging_leaves_the_last_bundle_whole(packaged: Packaged, tmp_path: Path) -> None:
+    """The function zip cannot be written (a real EFBIG, as on a full disk): a clean error, no
+    half-written zip, and app/ and the zips exactly as the last package left them."""
+    import random
+    import resource
+    import signal
+
+    from datasette_action.errors import DiskFullError
+
+    config_path = copy_project(packaged, tmp_path)
+    package_dir = config_path.parent / ".datasette-lambda" / "package"
+    rng = random.Random(5)
+    with (config_path.parent / "data" / "cities.csv").open("a") as f:  # ~600 KB, hard to compress
+        f.writelines(f"{rng.getrandbits(2400):x},XX\n" for _ in range(2000))
+    config = load_config(config_path)
+    built = build(config)
+    before = {
+        p.relative_to(package_dir): p.stat().st_mtime_ns
+        for p in package_dir.rglob("*")
+        if "deps-" not in str(p)
+    }
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, hard))
+    try:
+        with pytest.raises(DiskFullError) as info:
+            package(config, built)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert str(info.value) == (
+        f"could not write the Lambda bundle in {package_dir} (File too large); free some space"
+        " there (or check that it is writable), or set build_dir to a disk with room. The earlier"
+        " output there is as it was."
+    )
+    after = {
+        p.relative_to(package_dir): p.stat().st_mtime_ns
+        for p in package_dir.rglob("*")
+        if "deps-" not in str(p)
+    }
+    assert after == before  # no .function-writing.zip, no .app- scratch, app/ untouched
+    assert (
+        load_manifest(package_dir / "app" / "manifest.json").inspect_data
+        == load_manifest(packaged.result.manifest).inspect_data
+    )

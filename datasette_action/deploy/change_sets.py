@@ -1,5 +1,6 @@
 """Change sets: what a stack is asked for (`StackRequest`, its parameters and tags), unique
-names, create -> wait -> describe -> execute -> wait (`apply`), and deleting one."""
+names, create -> wait -> describe -> execute -> wait (`apply`), deleting one, and checking that
+what a deploy asked for is what the stack holds after it (`check_live`: two deploys at once)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from datasette_action import template as tpl
 from datasette_action.config import Config
 from datasette_action.deploy.data import ChangeSet, DeployOptions, ResourceChange
 from datasette_action.deploy.session import Aws, error_code, error_message, is_no_changes, step, translate
-from datasette_action.deploy.stacks import StackInfo, wait_for_stack, waiter_config
+from datasette_action.deploy.stacks import (
+    StackInfo,
+    busy_error,
+    describe_stack,
+    in_progress,
+    wait_for_stack,
+    waiter_config,
+)
 from datasette_action.errors import AwsError
 from datasette_action.template import Template
 from datasette_action_entrypoint.bundle import ENV_SECRET
@@ -30,6 +38,7 @@ class StackRequest:
     parameters: tuple[Mapping[str, Any], ...]  # CloudFormation's Parameter shape
     tags: Mapping[str, str]
     capabilities: tuple[str, ...] = tpl.CAPABILITIES
+    no_echo: frozenset[str] = frozenset()  # parameters whose values DescribeStacks hides (****)
 
 
 def _run_part(options: DeployOptions, limit: int) -> str:
@@ -75,6 +84,10 @@ def create_change_set(
             error_message(exc)
         ):  # moto, for inline bodies
             return ChangeSet(request.name, name, kind, ())
+        # Another deploy's update began after this one checked the stack (stacks.settle).
+        current = describe_stack(aws, request.name) if error_code(exc) == "ValidationError" else None
+        if current is not None and in_progress(current.status):
+            raise busy_error(request.name, current.status) from None
         raise translate(exc, f"creating a change set for the stack {request.name}") from None
     except BotoCoreError as exc:
         raise translate(exc, f"creating a change set for the stack {request.name}") from None
@@ -122,14 +135,101 @@ def delete_change_set(aws: Aws, stack: str, name: str, options: DeployOptions) -
 
 def execute_change_set(aws: Aws, change_set: ChangeSet, options: DeployOptions) -> None:
     started = datetime.now(UTC)
-    with step(f"executing the change set {change_set.name}"):
+    try:
         aws.client("cloudformation").execute_change_set(
             StackName=change_set.stack, ChangeSetName=change_set.name
         )
+    except ClientError as exc:
+        if error_code(exc) not in REFUSED_EXECUTION:
+            raise translate(exc, f"executing the change set {change_set.name}") from None
+        _refused_execution(aws, change_set, exc, options)  # returns only when ours is running
+    except BotoCoreError as exc:
+        raise translate(exc, f"executing the change set {change_set.name}") from None
     waiter = "stack_create_complete" if change_set.kind == "CREATE" else "stack_update_complete"
     what = "creating" if change_set.kind == "CREATE" else "updating"
     options.log(f"{what} the stack {change_set.stack} ({len(change_set.changes)} resource change(s))")
     wait_for_stack(aws, waiter, change_set.stack, started, options, what=what.capitalize())
+
+
+# ExecuteChangeSet's errors when another deploy got there first
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ExecuteChangeSet.html):
+# "When you execute a change set, CloudFormation deletes all other change sets associated with the
+# stack because they aren't valid for the updated stack" (ChangeSetNotFound); until then such a change
+# set's ExecutionStatus is OBSOLETE, "because the stack was already updated"
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ChangeSetSummary.html), and
+# executing it fails with InvalidChangeSetStatus, as it does while "the stack status might be
+# UPDATE_IN_PROGRESS". ValidationError: a stack busy with another operation, in older wording.
+REFUSED_EXECUTION = {"InvalidChangeSetStatus", "ChangeSetNotFound", "ValidationError"}
+EXECUTED = {"EXECUTE_IN_PROGRESS", "EXECUTE_COMPLETE", "EXECUTE_FAILED"}
+
+
+def _refused_execution(aws: Aws, change_set: ChangeSet, exc: ClientError, options: DeployOptions) -> None:
+    """Why ExecuteChangeSet was refused, from the change set's and the stack's states (not from
+    AWS's words): the stack changed since the change set was made (it is OBSOLETE, or gone), or
+    another operation holds the stack. Either way nothing of this deploy was applied, and the
+    change set is deleted. Returns (the deploy waits as usual) when the change set is executing
+    already: a retried call whose first attempt went through."""
+    status = _execution_status(aws, change_set)
+    if status in EXECUTED:
+        return
+    if status == "AVAILABLE":
+        current = describe_stack(aws, change_set.stack)
+        if current is None or not in_progress(current.status):
+            raise translate(exc, f"executing the change set {change_set.name}") from None
+        delete_change_set(aws, change_set.stack, change_set.name, options)
+        raise busy_error(change_set.stack, current.status) from None
+    if status not in (None, "OBSOLETE"):  # e.g. still being created: not a race
+        raise translate(exc, f"executing the change set {change_set.name}") from None
+    if status is not None:
+        delete_change_set(aws, change_set.stack, change_set.name, options)
+    raise AwsError(
+        f"the stack {change_set.stack} changed since this deploy's change set was made (another deploy"
+        f" landed first); run again. Nothing of this deploy was applied (its change set {change_set.name}"
+        f" was {status or 'deleted by CloudFormation'})"
+    ) from None
+
+
+def _execution_status(aws: Aws, change_set: ChangeSet) -> str | None:
+    """The change set's ExecutionStatus; None when CloudFormation no longer has it."""
+    try:
+        answer = aws.client("cloudformation").describe_change_set(
+            StackName=change_set.stack, ChangeSetName=change_set.name
+        )
+    except ClientError as exc:
+        if error_code(exc) == "ChangeSetNotFound":
+            return None
+        raise translate(exc, f"describing the change set {change_set.name}") from None
+    except BotoCoreError as exc:
+        raise translate(exc, f"describing the change set {change_set.name}") from None
+    return str(answer.get("ExecutionStatus") or "")
+
+
+def check_live(request: StackRequest, final: StackInfo | None) -> None:
+    """After the change set (executed, or empty): the stack holds the parameter values this deploy
+    asked for, the artifacts' keys among them (they name the code and data by their sha256).
+    Another deploy that executed after this one, or whose update this one's wait saw complete,
+    leaves its own values: then this deploy's data is not live, and it must not say it is.
+    Values kept with UsePreviousValue, and NoEcho ones (DescribeStacks shows them as ****), are not
+    compared."""
+    if final is None:
+        raise AwsError(
+            f"the stack {request.name} is gone: another operation deleted it while this deploy ran;"
+            " what this deploy built is not live; run again"
+        )
+    wanted = {
+        str(p["ParameterKey"]): str(p["ParameterValue"])
+        for p in request.parameters
+        if "ParameterValue" in p and p["ParameterKey"] not in request.no_echo
+    }
+    differ = [(key, final.values.get(key), value) for key, value in sorted(wanted.items())]
+    differ = [(key, live, value) for key, live, value in differ if live != value]
+    if differ:
+        found = "; ".join(f"{key} is {live!r}, this deploy's is {value!r}" for key, live, value in differ)
+        raise AwsError(
+            f"another deploy replaced this one's changes: the stack {request.name} ({final.status}) holds"
+            f" parameters that are not this deploy's ({found}); what this deploy built is not live;"
+            " run again if it should be"
+        )
 
 
 def apply(

@@ -28,6 +28,7 @@ from datasette_action.deploy.change_sets import (
     StackRequest,
     apply,
     change_set_name,
+    check_live,
     create_change_set,
     delete_change_set,
     stack_parameters,
@@ -124,9 +125,11 @@ def deploy(
         template_body=None,
         parameters=stack_parameters(template, bucket, info, options),
         tags=stack_tags(config),
+        no_echo=frozenset(template.secret_parameters),
     )
     change_set = apply(aws, request, info, options, "deploy")
     final = describe_stack(aws, config.stack)
+    check_live(request, final)  # another deploy at once: never report data that is not live
     outputs = dict(final.outputs) if final else {}
     keys = tuple(sorted({*(previous_state.keys if previous_state else ()), *(u.key for u in uploads)}))
     write_state(aws, bucket, state_from_package(config.stack, result, keys), previous_state, options)

@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,8 @@ class StackInfo:
     parameters: frozenset[str]  # names of the parameters the stack has values for
     tags: Mapping[str, str]
     last_updated: datetime | None
+    # the parameters' values as DescribeStacks gives them (AWS shows a NoEcho value as ****)
+    values: Mapping[str, str] = field(default_factory=dict)
 
 
 def describe_stack(aws: Aws, name: str) -> StackInfo | None:
@@ -73,6 +75,9 @@ def describe_stack(aws: Aws, name: str) -> StackInfo | None:
         parameters=frozenset(str(p["ParameterKey"]) for p in stack.get("Parameters") or ()),
         tags={str(t["Key"]): str(t["Value"]) for t in stack.get("Tags") or ()},
         last_updated=stack.get("LastUpdatedTime") or stack.get("CreationTime"),
+        values={
+            str(p["ParameterKey"]): str(p.get("ParameterValue", "")) for p in stack.get("Parameters") or ()
+        },
     )
 
 
@@ -162,6 +167,17 @@ def in_progress(status: str) -> bool:
     return status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
 
 
+def busy_error(name: str, status: str) -> AwsError:
+    """A stack another operation holds: CloudFormation refuses CreateChangeSet on it (ValidationError
+    "Stack:<id> is in UPDATE_IN_PROGRESS state and can not be updated.") and ExecuteChangeSet
+    (InvalidChangeSetStatus: "the stack status might be UPDATE_IN_PROGRESS",
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ExecuteChangeSet.html)."""
+    return AwsError(
+        f"the stack {name} is {status}: another deploy is running; wait for it and run again"
+        " (this deploy changed nothing)"
+    )
+
+
 def wait_until_idle(aws: Aws, info: StackInfo, options: DeployOptions) -> StackInfo | None:
     """A stack busy with another operation (another deploy, a rollback): wait for it."""
     deadline = time.monotonic() + options.timeout
@@ -173,8 +189,9 @@ def wait_until_idle(aws: Aws, info: StackInfo, options: DeployOptions) -> StackI
     while current is not None and in_progress(current.status):
         if time.monotonic() >= deadline:
             raise AwsError(
-                f"the stack {info.name} is still {current.status} after {options.timeout:.0f} s; let the"
-                " other operation finish (see the stack's events), then deploy again"
+                f"the stack {info.name} is still {current.status} after {options.timeout:.0f} s: another"
+                " deploy is running (or another operation: see the stack's events); wait for it and run"
+                " again"
             )
         time.sleep(options.poll)
         current = describe_stack(aws, info.name)

@@ -8,6 +8,7 @@ fails, naming the fix to delete, once moto no longer shows the gap.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from moto.awslambda import urls as lambda_urls
 from moto.awslambda.models import LambdaBackend, LambdaFunction, LayerVersion, lambda_backends
 from moto.awslambda.responses import LambdaResponse
 from moto.cloudformation import parsing
+from moto.cloudformation.exceptions import CloudFormationError, ValidationError
 from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto.s3.models import FakeBucket
@@ -60,6 +62,88 @@ def fix_change_set_outputs() -> None:
         stack.output_map = stack._create_output_map()
 
     setattr(CloudFormationBackend, "execute_change_set", execute_change_set)  # noqa: B010
+
+
+class InvalidChangeSetStatus(CloudFormationError):
+    code = "InvalidChangeSetStatusException"  # the model's shape: AWS's wire code is InvalidChangeSetStatus
+
+
+class ChangeSetNotFound(CloudFormationError):
+    code = "ChangeSetNotFoundException"  # wire code ChangeSetNotFound, HTTP 404
+
+
+def _busy(status: str | None) -> bool:
+    return bool(status) and str(status).endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
+
+
+def fix_concurrent_updates() -> None:
+    """A stack busy with an operation refuses change sets, and executing a change set makes the
+    stack's other change sets OBSOLETE.
+
+    moto created and executed change sets on a stack held in UPDATE_IN_PROGRESS, and executed a
+    change set made before another one was executed, applying its stale template and parameters
+    over the newer update (a change set that was not there failed with a 500, and DescribeChangeSet
+    said its stack does not exist: AWS answers ChangeSetNotFound). AWS: "When you
+    execute a change set, CloudFormation deletes all other change sets associated with the stack
+    because they aren't valid for the updated stack", and ExecuteChangeSet fails with
+    InvalidChangeSetStatus when "the change set status might be CREATE_IN_PROGRESS, or the stack
+    status might be UPDATE_IN_PROGRESS", or ChangeSetNotFound
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ExecuteChangeSet.html);
+    ExecutionStatus OBSOLETE is a change set's "because the stack was already updated"
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ChangeSetSummary.html),
+    seen as "ChangeSet [...] cannot be executed in its current execution status of [OBSOLETE]"
+    (aws/amazon-chime-sdk-js#1089). CreateChangeSet on a busy stack fails with ValidationError
+    "Stack:<id> is in UPDATE_IN_PROGRESS state and can not be updated." Here the other change sets
+    are marked OBSOLETE (not deleted: either way they cannot be executed).
+    """
+    create = CloudFormationBackend.create_change_set
+    execute = CloudFormationBackend.execute_change_set
+    describe = CloudFormationBackend.describe_change_set
+
+    def describe_change_set(self: CloudFormationBackend, change_set_name: str) -> ChangeSet | None:
+        try:
+            return describe(self, change_set_name)
+        except ValidationError:  # AWS: ChangeSetNotFound (moto said the stack does not exist)
+            raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist") from None
+
+    def create_change_set(self: CloudFormationBackend, *args: Any, **kwargs: Any) -> Any:
+        given = inspect.signature(create).bind(self, *args, **kwargs).arguments
+        if given.get("change_set_type") == "UPDATE":
+            for stack in self.stacks.values():
+                if stack.name == given["stack_name"] and _busy(stack.status):
+                    raise ValidationError(
+                        message=f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
+                    )
+        return create(self, *args, **kwargs)
+
+    def execute_change_set(
+        self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None
+    ) -> None:
+        change_set = self.change_sets.get(change_set_name) or next(
+            (c for c in self.change_sets.values() if c.change_set_name == change_set_name), None
+        )
+        if change_set is None:
+            raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist")
+        if change_set.execution_status != "AVAILABLE":
+            raise InvalidChangeSetStatus(
+                f"ChangeSet [{change_set.change_set_id}] cannot be executed in its current execution"
+                f" status of [{change_set.execution_status}]"
+            )
+        stack = self.stacks[change_set.stack_id]
+        if _busy(stack.status):
+            raise InvalidChangeSetStatus(
+                f"ChangeSet [{change_set.change_set_id}] cannot be executed: Stack:{stack.stack_id}"
+                f" is in {stack.status} state"
+            )
+        execute(self, change_set_name, stack_name)
+        for other in self.change_sets.values():
+            if other is not change_set and other.stack_id == change_set.stack_id:
+                if other.execution_status == "AVAILABLE":
+                    other.execution_status = "OBSOLETE"
+
+    setattr(CloudFormationBackend, "create_change_set", create_change_set)  # noqa: B010
+    setattr(CloudFormationBackend, "execute_change_set", execute_change_set)  # noqa: B010
+    setattr(CloudFormationBackend, "describe_change_set", describe_change_set)  # noqa: B010
 
 
 def fix_change_set_changes() -> None:
@@ -252,6 +336,7 @@ def fix_account_settings() -> None:
 
 PATCHES: tuple[Callable[[], None], ...] = (
     fix_change_set_outputs,
+    fix_concurrent_updates,  # after fix_change_set_outputs: its checks come first
     fix_change_set_changes,
     fix_removed_resources,
     fix_function_properties,

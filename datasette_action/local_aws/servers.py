@@ -8,7 +8,10 @@ Every request to a local URL runs the function's CURRENT code: the code zip and 
 stores (the bytes uploaded to S3, `LambdaFunction.code_bytes`), unpacked read-only and run by
 `serve.LocalLambda` (a `python -I -S` process of the runtime's version, one event at a time, the
 function's Handler and Environment), restarted when the code, layers, handler or environment
-change (keyed by CodeSha256), when it dies, or after a timeout. The URL enforces what AWS
+change (keyed by CodeSha256), when it dies, or after a timeout. Like Lambda's execution
+environments, an endpoint runs up to `concurrency` such processes side by side (fewer when the
+function's ReservedConcurrentExecutions says so), started one at a time as a burst needs them;
+a request waits for a free one when that many are busy. The URL enforces what AWS
 enforces: a public URL (AuthType NONE) answers 403 unless the function's policy allows both
 `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` to everyone (AWS's rule since Oct 2025).
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import re
 import shutil
 import socket
@@ -67,36 +71,53 @@ API_ERROR = {
     "headers": {"content-type": "application/json"},
     "body": '{"message":"Internal Server Error"}',
 }
+# Reserved concurrency 0: Lambda runs nothing and throttles every invocation, 429
+# TooManyRequestsException "Rate exceeded" (https://repost.aws/knowledge-center/lambda-troubleshoot-throttling,
+# https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html). The exact body a function URL or
+# an HTTP API sends for it is not documented; this one is a stand-in.
+THROTTLED = {
+    "statusCode": 429,
+    "headers": {"content-type": "application/json", "x-amzn-ErrorType": "TooManyRequestsException"},
+    "body": '{"Message":"Rate Exceeded."}',
+}
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; all of them where that is unknown)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 # -- the local endpoints -------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class _Generation:
-    """One execution environment: the function's code as it was when this process started."""
+    """One execution environment: the function's code as it was when this process started.
+
+    An endpoint leases it to one request at a time (`Endpoint._lease`), as Lambda gives an
+    execution environment one event at a time; so the timeout starts when a request gets the
+    process, not while it waits for a free one: a request queued in a burst must not kill the
+    process in the middle of the one being answered.
+    """
 
     key: tuple[Any, ...]
     function: LocalLambda
     workdir: contextlib.ExitStack
     timeout: int
+    epoch: int = 0  # which code version of its endpoint this process runs (Endpoint._epoch)
     warm: bool = False
     timed_out: bool = False
-    # One request at a time, as in a Lambda execution environment. The timeout starts when a
-    # request gets its turn, not while it waits behind others: a request queued in a burst must
-    # not kill the process in the middle of the one being answered.
-    turn: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        with self.turn:
-            seconds = self.timeout if self.warm else self.timeout + INIT_ALLOWANCE
-            timer = threading.Timer(seconds, self._time_out)
-            timer.start()
-            try:
-                return self.function.invoke(event)
-            finally:
-                timer.cancel()
-                self.warm = True
+        seconds = self.timeout if self.warm else self.timeout + INIT_ALLOWANCE
+        timer = threading.Timer(seconds, self._time_out)
+        timer.start()
+        try:
+            return self.function.invoke(event)
+        finally:
+            timer.cancel()
+            self.warm = True
 
     def _time_out(self) -> None:
         self.timed_out = True
@@ -115,7 +136,8 @@ class _Generation:
 class Endpoint:
     """A local HTTP server standing in for one function URL or HTTP API.
 
-    Each request looks up the function in moto and runs its current code.
+    Each request looks up the function in moto and runs its current code, in one of up to
+    `registry.concurrency` processes (at most the function's reserved concurrency).
     """
 
     kind: str  # "url" or "http_api"
@@ -128,8 +150,17 @@ class Endpoint:
     route_key: str = "$default"  # HTTP APIs
     credentials_arn: str | None = None  # HTTP APIs: a role instead of the function's policy
     server: ThreadingHTTPServer | None = None
-    _generation: _Generation | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The processes: every one not yet closed (busy ones too, of any code version), the free ones
+    # of the current code version (most recently used last), and how many of the current version
+    # exist or are starting. A new code version (`_code_key`) is a new epoch: the old version's
+    # free processes stop at once, its busy ones when their request is answered.
+    _ready: threading.Condition = field(default_factory=threading.Condition)
+    _processes: set[_Generation] = field(default_factory=set)
+    _idle: list[_Generation] = field(default_factory=list)
+    _key: tuple[Any, ...] | None = None
+    _epoch: int = 0
+    _slots: int = 0
+    _closed: bool = False
 
     @property
     def url(self) -> str:
@@ -148,36 +179,48 @@ class Endpoint:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
-        with self._lock:
-            generation, self._generation = self._generation, None
-        if generation is not None:
+        with self._ready:
+            self._closed = True
+            processes, self._processes, self._idle = list(self._processes), set(), []
+            self._ready.notify_all()
+        for generation in processes:  # a busy one answers its request first
             generation.close()
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         """Answer one request event as AWS would: check access, then run the current code."""
-        backend: LambdaBackend = lambda_backends[self.account_id][self.region]
-        try:
-            function = backend.get_function(self.function_name)
-        except LambdaClientError:
+        function = self._lookup()
+        if function is None:
             return _text(404, f"function {self.function_name} does not exist (any more)")
         refusal = self._refusal(function, event)
         if refusal is not None:
             return refusal
+        if _reserved(function) == 0:
+            self.registry.say(f"{function.function_name}: 429 throttled: its reserved concurrency is 0")
+            return THROTTLED
         event = self._shape(event)
-        for _attempt in range(2):  # a redeploy may retire the process between lookup and invoke
-            try:
-                generation = self._current(function)
-            except Exception as error:  # a UserError says what to fix; anything else is a bug here
-                self.registry.say(f"{function.function_name}: cannot start: {error!r}")
-                return _text(502, str(error))
-            try:
-                return _http_result(generation.invoke(event))
-            except (UserError, OSError, ValueError) as error:
-                if generation.timed_out:
-                    return _text(502, f"Task timed out after {function.timeout} seconds")
-                if generation is self._generation:
-                    return _text(502, f"{function.function_name}: {error}")
-        return _text(502, f"{function.function_name}: the code changed during the request")
+        try:
+            generation = self._lease(function)
+        except Exception as error:  # a UserError says what to fix; anything else is a bug here
+            self.registry.say(f"{function.function_name}: cannot start: {error!r}")
+            return _text(502, str(error))
+        try:
+            return _http_result(generation.invoke(event))
+        except (UserError, OSError, ValueError) as error:
+            if generation.timed_out:
+                return _text(502, f"Task timed out after {function.timeout} seconds")
+            return _text(502, f"{function.function_name}: {error}")
+        finally:
+            self._release(generation)
+
+    def _lookup(self) -> LambdaFunction | None:
+        """The function as moto has it now, None when it is gone."""
+        try:
+            function: LambdaFunction = lambda_backends[self.account_id][self.region].get_function(
+                self.function_name
+            )
+        except LambdaClientError:
+            return None
+        return function
 
     def _refusal(self, function: LambdaFunction, event: dict[str, Any]) -> dict[str, Any] | None:
         statements = function.policy.statements
@@ -222,22 +265,91 @@ class Endpoint:
             event["routeKey"] = context["routeKey"] = self.route_key
         return event
 
-    def _current(self, function: LambdaFunction) -> _Generation:
-        """The process running the function's current code, started (or restarted) if need be."""
-        key = _code_key(function)
-        retired = None
-        with self._lock:
-            generation = self._generation
-            if generation is None or generation.key != key or not generation.alive():
-                retired = generation
-                generation = self._generation = _start(function, key, self.registry)
-                if self.registry.log:
-                    self.registry.log(
-                        f"{function.function_name}: cold start, code sha256 {function.code_sha_256[:12]}"
-                    )
-        if retired is not None:
-            retired.close()
+    def _limit(self, function: LambdaFunction) -> int:
+        """How many processes may run the function side by side here."""
+        reserved = _reserved(function)
+        return self.registry.concurrency if reserved is None else min(reserved, self.registry.concurrency)
+
+    def _lease(self, function: LambdaFunction) -> _Generation:
+        """A free process running the function's current code, for one request (given back by
+        `_release`): the most recently used free one, else a new one (a cold start) while fewer
+        than the limit exist, else the first one to come free. A new code version retires the
+        old one's processes; a free process that died (a crash) is replaced."""
+        while True:
+            retired: list[_Generation] = []
+            leased: _Generation | None = None
+            start: int | None = None  # the epoch of a process to start
+            with self._ready:
+                if self._closed:
+                    raise UserError(f"{function.function_name}: its endpoint is stopped")
+                key, limit = _code_key(function), self._limit(function)  # read again after a wait
+                if key != self._key:
+                    self._key, self._epoch, self._slots = key, self._epoch + 1, 0
+                    retired, self._idle = self._idle, []
+                    self._ready.notify_all()  # requests waiting for the old version's processes
+                while self._idle and (self._slots > limit or not self._idle[-1].alive()):
+                    retired.append(self._idle.pop())  # dead, or beyond a lowered reservation
+                    self._slots -= 1
+                self._processes.difference_update(retired)
+                if self._idle:
+                    leased = self._idle.pop()
+                elif self._slots < limit:
+                    self._slots += 1
+                    start = self._epoch
+                else:
+                    self._ready.wait(1)  # for a free process
+            for generation in retired:
+                generation.close()
+            if leased is not None:
+                return leased
+            if start is not None:
+                return self._start(function, key, start)
+            function = self._lookup() or function  # after a wait: a deploy may have changed it
+
+    def _start(self, function: LambdaFunction, key: tuple[Any, ...], epoch: int) -> _Generation:
+        """Start a process for the slot `_lease` reserved, outside the lock: other requests
+        meanwhile use the processes already running, or start their own."""
+        try:
+            generation = _start(function, key, self.registry)
+        except BaseException:
+            with self._ready:
+                if epoch == self._epoch:
+                    self._slots -= 1
+                self._ready.notify()
+            raise
+        generation.epoch = epoch
+        with self._ready:
+            closed = self._closed
+            if not closed:
+                self._processes.add(generation)
+                count = self._slots
+        if closed:
+            generation.close()
+            raise UserError(f"{function.function_name}: its endpoint is stopped")
+        if self.registry.log:
+            self.registry.log(
+                f"{function.function_name}: cold start, code sha256 {function.code_sha_256[:12]}"
+                f" (process {count} of at most {self._limit(function)})"
+            )
         return generation
+
+    def _release(self, generation: _Generation) -> None:
+        """Take back a leased process: free again, or closed when it died, timed out, runs an old
+        code version, or the endpoint stopped."""
+        with self._ready:
+            if generation not in self._processes:  # closed by close() already
+                return
+            current = generation.epoch == self._epoch
+            keep = current and not self._closed and not generation.timed_out and generation.alive()
+            if keep:
+                self._idle.append(generation)
+            else:
+                self._processes.discard(generation)
+                if current:
+                    self._slots -= 1
+            self._ready.notify()
+        if not keep:
+            generation.close()
 
 
 class _Endpoints:
@@ -248,6 +360,7 @@ class _Endpoints:
         self._open: list[Endpoint] = []
         self.moto_url: str | None = None  # passed to the functions as AWS_ENDPOINT_URL
         self.log: Log | None = None
+        self.concurrency = usable_cores()  # processes per endpoint; start_local_aws sets it
         self._runtime: Path | None = None
 
     def open(self, **settings: Any) -> Endpoint:
@@ -300,6 +413,18 @@ class _Endpoints:
 
 
 ENDPOINTS = _Endpoints()
+
+
+def _reserved(function: LambdaFunction) -> int | None:
+    """The function's ReservedConcurrentExecutions, None when unset (CloudFormation may give a
+    string: a parameter's value)."""
+    value = function.reserved_concurrency
+    if value is None or value == "":
+        return None
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return None
 
 
 def _code_key(function: LambdaFunction) -> tuple[Any, ...]:
@@ -430,6 +555,18 @@ class LocalAws:
         """What a client needs to use this local AWS (the credentials are dummies moto accepts)."""
         return {"AWS_ENDPOINT_URL": self.endpoint_url, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}
 
+    @property
+    def concurrency(self) -> int:
+        """How many processes each local endpoint runs side by side, at most (fewer when a
+        function's reserved concurrency is lower); a change applies from the next request."""
+        return ENDPOINTS.concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        if value < 1:
+            raise UserError(f"concurrency must be at least 1, got {value}")
+        ENDPOINTS.concurrency = value
+
     def function_urls(self) -> list[str]:
         """The local URLs being served for function URLs and HTTP APIs, in creation order."""
         return ENDPOINTS.urls()
@@ -447,6 +584,7 @@ class LocalAws:
         finally:
             self._server.stop()
             ENDPOINTS.moto_url = ENDPOINTS.log = None
+            ENDPOINTS.concurrency = usable_cores()
             _RUNNING = None
 
     def __enter__(self) -> LocalAws:
@@ -461,15 +599,19 @@ class LocalAws:
 _RUNNING: LocalAws | None = None
 
 
-def start_local_aws(port: int = 0, log: Log | None = None) -> LocalAws:
+def start_local_aws(port: int = 0, log: Log | None = None, concurrency: int | None = None) -> LocalAws:
     """Start moto's server on 127.0.0.1:port (0: any free port), with this package's additions.
 
     One per process: moto's state is per process. `log` gets a line per local request and per
-    endpoint started or stopped.
+    endpoint started or stopped. Each local endpoint runs up to `concurrency` handler processes
+    side by side (None: as many as this process has CPU cores), as Lambda runs several execution
+    environments; a function's reserved concurrency lowers that.
     """
     global _RUNNING
     if _RUNNING is not None:
         raise UserError(f"a local AWS is already running in this process at {_RUNNING.endpoint_url}")
+    if concurrency is not None and concurrency < 1:
+        raise UserError(f"--concurrency must be at least 1, got {concurrency}")
     if port:  # moto's server thread would die on a busy port and leave start() waiting forever
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -485,4 +627,5 @@ def start_local_aws(port: int = 0, log: Log | None = None) -> LocalAws:
     _RUNNING = LocalAws(server, f"http://{host}:{bound}")
     ENDPOINTS.moto_url = _RUNNING.endpoint_url
     ENDPOINTS.log = log
+    ENDPOINTS.concurrency = concurrency or usable_cores()
     return _RUNNING
