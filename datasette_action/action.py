@@ -18,6 +18,7 @@ request, maybe from a fork, never changes the live site.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -43,6 +44,7 @@ from datasette_action.errors import (
     SiteDownError,
     SourceError,
     StackFailedError,
+    UnsafeEventError,
     UserError,
 )
 from datasette_action.pipeline import Built, Deployed, Packaged, Planned
@@ -51,7 +53,21 @@ T = TypeVar("T")
 
 MODES = ("deploy", "plan", "build")
 BOOLEANS = {"true": True, "false": False}
-PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
+# Events about a pull request that has not landed: `mode: deploy` plans on them, never deploys.
+# merge_group: a merge queue's check of a pull request before it lands; the review events run on
+# the pull request's merge ref
+# (https://docs.github.com/en/actions/reference/workflows-and-actions/events-that-trigger-workflows).
+PULL_REQUEST_EVENTS = (
+    "pull_request",
+    "pull_request_target",
+    "merge_group",
+    "pull_request_review",
+    "pull_request_review_comment",
+)
+# "GitHub Actions are limited to 10 warning annotations and 10 error annotations per step"
+# (https://github.com/orgs/community/discussions/68471, and GitHub's documentation of the
+# check-runs API): 9 warnings, then one notice that counts the rest (the log keeps them all).
+WARNINGS_SHOWN = 9
 OUTPUTS = ("url", "stack-name", "changed", "bundle-sha256", "bundle-size", "plan-markdown")
 SECRET_VARIABLE = "DATASETTE_SECRET"
 # "The maximum size of a job summary for a step is 1 MiB":
@@ -119,6 +135,8 @@ class GitHub:
     output_file: Path | None
     summary_file: Path | None
     summary: list[str] = field(default_factory=list)
+    warnings_shown: int = 0
+    warnings_held_back: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], out: TextIO) -> GitHub:
@@ -137,6 +155,26 @@ class GitHub:
             f"{key}={escape_property(str(value))}" for key, value in properties.items() if value is not None
         )
         self.log(f"::{name}{' ' + given if given else ''}::{escape_data(message)}")
+
+    def warning(self, message: str, title: str) -> None:
+        """A warning annotation, while GitHub shows them (WARNINGS_SHOWN); after that a log line."""
+        if self.warnings_shown < WARNINGS_SHOWN:
+            self.warnings_shown += 1
+            self.command("warning", message, title=title)
+        else:
+            self.warnings_held_back += 1
+            self.log(f"Warning: {message}")
+
+    def count_held_back(self) -> None:
+        """One notice for the warnings past GitHub's limit, once the step is done."""
+        if self.warnings_held_back:
+            held, self.warnings_held_back = self.warnings_held_back, 0
+            self.command(
+                "notice",
+                f"{held} more warning(s) are in the log of this step (GitHub shows {WARNINGS_SHOWN + 1}"
+                " annotations of a kind per step)",
+                title="datasette-lambda",
+            )
 
     def mask(self, value: str | None) -> None:
         """Mask a secret in every later line of the log: the whole value and, for a multi-line
@@ -370,7 +408,7 @@ def report(run: Run, result: object) -> None:
         plan, function = result.plan, result.packaged.result.function
         github.log(result.markdown)
         if result.smoke.skipped:
-            github.command("warning", f"smoke test {result.smoke.skipped}", title="datasette-lambda plan")
+            github.warning(f"smoke test {result.smoke.skipped}", title="datasette-lambda plan")
         if not plan.online:
             github.command("notice", f"plan ran {plan.note}", title="datasette-lambda plan")
         run.outputs(
@@ -401,7 +439,7 @@ def report(run: Run, result: object) -> None:
 
 def _warn(github: GitHub, warnings: tuple[str, ...]) -> None:
     for warning in warnings:
-        github.command("warning", warning, title="datasette-lambda")
+        github.warning(warning, title="datasette-lambda")
 
 
 # -- one way to fail ------------------------------------------------------------------------------
@@ -419,6 +457,12 @@ HOW_TO_FIX: tuple[tuple[type[UserError], str], ...] = (
         " and what it allows.",
     ),
     (CredentialsError, OIDC_HOW_TO),
+    (
+        UnsafeEventError,
+        "Trigger the plan with `on: pull_request` rather than `pull_request_target`; to comment on a"
+        " fork's pull request, use a second workflow on `workflow_run` that reads the plan's artifact"
+        ' (see the README\'s section "The GitHub Action").',
+    ),
     (
         ConfigError,
         'Fix the config file where the annotation points; the README\'s section "The config file"'
@@ -467,6 +511,7 @@ def die(github: GitHub, error: UserError, mode: str) -> NoReturn:
     message = error.message if file else str(error)
     line = location.line if location and file else None
     github.command("error", message, file=file, line=line, title=f"datasette-lambda {mode} failed")
+    github.count_held_back()
     where = f"{file}:{line}: " if file and line else f"{file}: " if file else ""
     fence = "```"
     shown = f"{where}{message}".replace(fence, "'''")
@@ -498,8 +543,44 @@ def effective_mode(mode: str, event: str) -> tuple[str, str | None]:
     return mode, None
 
 
+def refuse_unsafe_event(env: Mapping[str, str]) -> None:
+    """pull_request_target runs with this repository's secrets and a token that can write, on
+    pull requests from anyone; the plan would run what the pull request controls (plugins,
+    plugins_dir, templates, sql: steps, the smoke test). Refused unless the pull request comes
+    from this repository itself
+    (https://docs.github.com/en/actions/reference/workflows-and-actions/events-that-trigger-workflows#pull_request_target,
+    https://securitylab.github.com/resources/github-actions-preventing-pwn-requests/)."""
+    if env.get("GITHUB_EVENT_NAME") != "pull_request_target":
+        return
+    base = env.get("GITHUB_REPOSITORY", "")
+    head = _head_repository(env.get("GITHUB_EVENT_PATH"))
+    if head and head == base:
+        return
+    raise UnsafeEventError(
+        f"this is a pull_request_target event for a pull request from {head or 'an unknown or deleted'}"
+        f" {'fork' if head else 'repository'}: the workflow runs with {base or 'this repository'}'s"
+        " secrets and a write token, and a plan would run code the pull request controls (plugins,"
+        " plugins_dir, templates, sql: steps, the smoke test), so the action refuses to run. Run the"
+        " plan on `pull_request` instead (a fork gets no secrets there: it plans offline), and post"
+        " its report from a separate `workflow_run` job"
+    )
+
+
+def _head_repository(event_path: str | None) -> str | None:
+    """The full name of the repository a pull request comes from, from the event's payload."""
+    if not event_path:
+        return None
+    try:
+        payload = json.loads(Path(event_path).read_text(encoding="utf-8"))
+        head = payload["pull_request"]["head"]["repo"]
+        return str(head["full_name"]) if isinstance(head, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def prepare(github: GitHub, env: Mapping[str, str]) -> Run:
-    """Mask the secrets, read the inputs and the config, and decide the mode."""
+    """Refuse unsafe events, mask the secrets, read the inputs and the config, decide the mode."""
+    refuse_unsafe_event(env)
     github.mask(env.get(SECRET_VARIABLE))
     inputs = read_inputs(env, github.workspace)
     config = load_for_action(inputs)
@@ -541,6 +622,7 @@ def main(env: Mapping[str, str] | None = None, out: TextIO | None = None) -> int
     requested = _input(env, "mode", "deploy")
     run = _attempt(github, requested if requested in MODES else "action", lambda: prepare(github, env))
     _attempt(github, run.mode, lambda: STAGES[run.mode](run), run)
+    github.count_held_back()
     github.write_summary(_cut_note(run.mode))
     return 0
 

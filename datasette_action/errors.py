@@ -70,6 +70,11 @@ class InputError(UserError):
     names the input, the bad value and what is allowed."""
 
 
+class UnsafeEventError(UserError):
+    """The workflow event would make the action run code a pull request controls while this
+    repository's secrets are in reach (pull_request_target from a fork)."""
+
+
 class CheckError(UserError):
     """A plan's offline checks failed: cfn-lint found errors in the template, or the bundle
     failed its smoke test."""

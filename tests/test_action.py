@@ -10,6 +10,7 @@ are checked with check-jsonschema's built-in schemas and zizmor, offline.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -556,11 +557,89 @@ def test_the_summary_file_stays_within_the_limit(tmp_path: Path) -> None:
     assert summary.stat().st_size <= action.SUMMARY_LIMIT
 
 
-def test_a_pull_request_never_deploys() -> None:
-    for event in ("pull_request", "pull_request_target"):
-        assert action.effective_mode("deploy", event)[0] == "plan"
-    assert action.effective_mode("deploy", "push") == ("deploy", None)
-    assert action.effective_mode("build", "pull_request") == ("build", None)
+@pytest.mark.parametrize(
+    "event",
+    [
+        "pull_request",
+        "pull_request_target",
+        "merge_group",
+        "pull_request_review",
+        "pull_request_review_comment",
+    ],
+)
+def test_a_pull_request_never_deploys(event: str) -> None:
+    mode, note = action.effective_mode("deploy", event)
+    assert mode == "plan" and note is not None and f"this is a {event} event" in note
+    assert action.effective_mode("build", event) == ("build", None)
+
+
+@pytest.mark.parametrize("event", ["push", "schedule", "workflow_dispatch", "workflow_run", "release"])
+def test_other_events_deploy(event: str) -> None:
+    assert action.effective_mode("deploy", event) == ("deploy", None)
+
+
+def _pull_request_payload(runner: Path, head: str | None) -> str:
+    repo = None if head is None else {"full_name": head}
+    path = runner / "event.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"pull_request": {"head": {"repo": repo}}, "repository": {"full_name": "me/site"}})
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("head", "shown"),
+    [("someone/site", "someone/site fork"), (None, "an unknown or deleted repository")],
+)
+def test_pull_request_target_from_a_fork_is_refused_before_anything_runs(
+    tmp_path: Path, head: str | None, shown: str
+) -> None:
+    workspace = make_workspace(tmp_path)
+    event_path = _pull_request_payload(tmp_path / "event", head)
+    env = {
+        "GITHUB_EVENT_PATH": event_path,
+        "GITHUB_REPOSITORY": "me/site",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    }
+    run = run_action(workspace, {"mode": "deploy"}, event="pull_request_target", env=env)
+    assert run.returncode == 1, run.stdout
+    [error] = run.commands("error")
+    assert error == (
+        f"::error title=datasette-lambda deploy failed::this is a pull_request_target event for a pull"
+        f" request from {shown}: the workflow runs with me/site's secrets and a write token, and a plan"
+        " would run code the pull request controls (plugins, plugins_dir, templates, sql: steps, the"
+        " smoke test), so the action refuses to run. Run the plan on `pull_request` instead (a fork"
+        " gets no secrets there: it plans offline), and post its report from a separate `workflow_run`"
+        " job"
+    )
+    assert "`workflow_run`" in run.summary and "Trigger the plan with `on: pull_request`" in run.summary
+    assert not (workspace / ".datasette-lambda").exists()  # nothing was built: no pull-request code ran
+
+
+def test_pull_request_target_from_the_same_repository_plans(packaged: Path, tmp_path: Path) -> None:
+    workspace = copy_of(packaged, tmp_path)
+    env = {
+        "GITHUB_EVENT_PATH": _pull_request_payload(tmp_path / "event", "me/site"),
+        "GITHUB_REPOSITORY": "me/site",
+    }
+    run = run_action(workspace, {"mode": "deploy"}, event="pull_request_target", env=env)
+    assert run.returncode == 0, run.stdout
+    assert "mode is deploy, but this is a pull_request_target event: running plan" in run.stdout
+
+
+def test_at_most_nine_warning_annotations_then_a_notice_with_the_count(tmp_path: Path) -> None:
+    out = io.StringIO()
+    github = action.GitHub(out, tmp_path, None, None)
+    action._warn(github, tuple(f"w{i}" for i in range(12)))
+    github.count_held_back()
+    lines = out.getvalue().splitlines()
+    assert lines[:9] == [f"::warning title=datasette-lambda::w{i}" for i in range(9)]
+    assert lines[9:12] == ["Warning: w9", "Warning: w10", "Warning: w11"]  # the log keeps them all
+    assert lines[12:] == [
+        "::notice title=datasette-lambda::3 more warning(s) are in the log of this step (GitHub shows"
+        " 10 annotations of a kind per step)"
+    ]
 
 
 # -- action.yml, the workflows and the README ---------------------------------------------------------
