@@ -561,12 +561,20 @@ def _check_views(conn: sqlite3.Connection, db: DatabaseConfig) -> None:
 
 
 def _check_foreign_keys(conn: sqlite3.Connection, db: DatabaseConfig, warnings: list[str]) -> None:
-    violations: dict[tuple[str, str], int] = {}
-    for table, _rowid, parent, _fk in conn.execute("PRAGMA foreign_key_check"):
-        violations[(table, parent)] = violations.get((table, parent), 0) + 1
-    for (table, parent), count in sorted(violations.items()):
+    """One warning per foreign key with dangling references, counting rows (a row that dangles
+    through two keys counts once for each). A table with several keys to the same table names
+    each key's columns."""
+    rows: dict[tuple[str, str, int], set[int]] = {}
+    for table, rowid, parent, fk in conn.execute("PRAGMA foreign_key_check"):
+        rows.setdefault((table, parent, fk), set()).add(rowid)
+    for (table, parent, fk), dangling in sorted(rows.items()):
+        keys = conn.execute(f"PRAGMA foreign_key_list({quote(table)})").fetchall()
+        through = [key for key in keys if key[0] == fk]
+        several = len({key[0] for key in keys if key[2] == parent}) > 1
+        columns = f" (through {', '.join(key[3] for key in through)})" if several else ""
         warnings.append(
-            f"database '{db.name}': {count} row(s) of table '{table}' refer to rows missing from '{parent}'"
+            f"database '{db.name}': {len(dangling)} row(s) of table '{table}' refer to rows missing"
+            f" from '{parent}'{columns}"
         )
 
 

@@ -1984,3 +1984,21 @@ def test_running_out_of_space_is_recognised() -> None:
     with pytest.raises(bundled.OperationalError) as info:
         conn.execute("SELECT * FROM nowhere")
     assert not is_out_of_space(info.value)
+
+
+def test_two_foreign_keys_to_one_table_warn_once_each(project: Path) -> None:
+    files = {
+        "data/places.csv": "id,name\n1,a\n2,b\n",
+        "data/trips.csv": "id,origin,destination\n1,1,9\n2,8,9\n3,1,2\n",
+    }
+    tables = """\
+        places: {source: data/places.csv, pk: id}
+        trips:
+          source: data/trips.csv
+          foreign_keys: {origin: places.id, destination: places.id}
+        """
+    result = one_table(project, files, tables)
+    assert sorted(result.warnings) == [
+        "database 'd': 1 row(s) of table 'trips' refer to rows missing from 'places' (through origin)",
+        "database 'd': 2 row(s) of table 'trips' refer to rows missing from 'places' (through destination)",
+    ]
