@@ -18,6 +18,7 @@ import functools
 import glob
 import importlib.util
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -589,9 +590,15 @@ class _Parser:
             raise self.fail(path, f"cannot read metadata file '{value}': {exc}") from None
         if file.suffix == ".json":
             try:
-                data = json.loads(text)
+                data = json.loads(text, parse_constant=_refuse_constant)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"invalid JSON: {exc.msg}", Location(file, exc.lineno)) from None
+            except _NotJsonConstant as exc:
+                raise ConfigError(
+                    f"invalid JSON: {exc} is not a JSON value (JSON has no NaN or Infinity); write"
+                    f' null, or "{exc}" as a string',
+                    Location(file, _line_of_word(text, str(exc))),
+                ) from None
             self.metadata_where = lambda key: Location(file)  # json.loads keeps no lines
         else:
             # load_yaml, not yaml.safe_load: duplicate keys are errors and every error has a line
@@ -1059,11 +1066,28 @@ SECTIONS: Mapping[str, tuple[Key, ...]] = {
 }
 
 
+class _NotJsonConstant(ValueError):
+    """NaN, Infinity or -Infinity, which Python's json reads and JSON does not have."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonConstant(name)
+
+
+def _line_of_word(text: str, word: str) -> int:
+    """The line of the first `word` outside a JSON string (json.loads keeps no lines)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        outside = re.sub(r'"(?:[^"\\]|\\.)*"', '""', line)
+        if re.search(rf"(?<![\w-]){re.escape(word)}(?!\w)", outside):
+            return number
+    return 1
+
+
 def _check_json(metadata: Mapping[str, Any], path: KeyPath, where: Callable[[KeyPath], Location]) -> None:
     """Metadata goes into the bundle's manifest as JSON: a YAML date (or another value JSON has
     no word for) is an error now, at its line, not after the build."""
     try:
-        json.dumps(metadata)
+        json.dumps(metadata, allow_nan=False)  # NaN and infinities are not JSON (Python writes them)
     except (TypeError, ValueError) as exc:
         found = _first_not_json(metadata, path)
         raise ConfigError(
@@ -1074,8 +1098,8 @@ def _check_json(metadata: Mapping[str, Any], path: KeyPath, where: Callable[[Key
 
 
 def _first_not_json(value: Any, path: KeyPath) -> KeyPath | None:
-    """The key path of the first value JSON cannot hold: not text, a number, true/false, null, a
-    list or a mapping (load_yaml has refused keys that are not text, and self-referring aliases)."""
+    """The key path of the first value JSON cannot hold: not text, a finite number, true/false,
+    null, a list or a mapping (load_yaml has refused keys that are not text, and self-referring aliases)."""
     if isinstance(value, (dict, list)):
         items: Iterable[tuple[Any, Any]] = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
@@ -1083,7 +1107,9 @@ def _first_not_json(value: Any, path: KeyPath) -> KeyPath | None:
             if found is not None:
                 return found
         return None
-    return None if value is None or isinstance(value, (str, int, float, bool)) else path
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    return None if value is None or isinstance(value, (str, int, bool)) else path
 
 
 def _line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int:

@@ -1245,6 +1245,27 @@ METADATA = [
         files={"metadata.yml": "title: x\ndatabases:\n  d:\n    updated: 2024-02-03\n"},
         at="metadata.yml",
     ),
+    *(
+        bad(
+            f"{constant}-in-the-metadata-json-file",
+            BASE + "metadata: metadata.json\n",
+            3,
+            f"invalid JSON: {constant} is not a JSON value (JSON has no NaN or Infinity); write null,"
+            f' or "{constant}" as a string',
+            files={"metadata.json": f'{{\n  "title": "a {constant} b",\n  "n": {constant}\n}}\n'},
+            at="metadata.json",
+        )
+        for constant in ("NaN", "Infinity", "-Infinity")
+    ),
+    bad(
+        "an-infinity-in-the-metadata-yaml-file",
+        BASE + "metadata: metadata.yml\n",
+        2,
+        "metadata cannot be written as JSON (Out of range float values are not JSON compliant);"
+        f" {QUOTE_DATES}",
+        files={"metadata.yml": "title: x\nn: .inf\n"},
+        at="metadata.yml",
+    ),
     bad(
         "a-date-in-inline-metadata",
         BASE + "metadata:\n  title: x\n  about:\n    - since\n    - 2024-02-03\n",
