@@ -73,8 +73,8 @@ SECRET_VARIABLE = "DATASETTE_SECRET"
 # "The maximum size of a job summary for a step is 1 MiB":
 # https://docs.github.com/en/actions/reference/workflows-and-actions/workflow-commands#adding-a-job-summary
 SUMMARY_LIMIT = 1024 * 1024
-# aws-actions/configure-aws-credentials v4.2.1, as in examples/workflows/.
-CONFIGURE_AWS = "aws-actions/configure-aws-credentials@b47578312673ae6fa5b5096b330d9fbac3d116df # v4.2.1"
+# aws-actions/configure-aws-credentials v6.2.3 (Node 24), as in examples/workflows/.
+CONFIGURE_AWS = "aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06c # v6.2.3"
 OIDC_HOW_TO = f"""Give the job an AWS role through OIDC (no stored keys): let the job ask GitHub for an
 OIDC token, and assume the role before this step:
 

@@ -15,10 +15,17 @@ fi
 EXTRAS="${1:-}"
 SPEC="$ROOT"
 [ -n "$EXTRAS" ] && SPEC="$ROOT[$EXTRAS]"
-# Reinstall only when the project's dependencies or packaging changed.
-STAMP="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" | sha256sum | cut -c1-16)-${EXTRAS:-base}"
+LOCK="$ROOT/requirements/action.txt"
+# Reinstall only when the project's dependencies, its lock or its packaging changed.
+STAMP="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$LOCK" | sha256sum | cut -c1-16)-${EXTRAS:-base}"
 if [ ! -f "$STAMP" ]; then
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$SPEC" 2>&1 \
+  # The engine's runtime dependencies at the versions the action installs (scripts/lock), checked
+  # against their hashes; then the project and its extras, constrained to those same versions.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+    --only-binary :all: -r "$LOCK" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  CONSTRAINTS="$VENV/.action-constraints.txt"
+  sed -e 's/ *\\$//' -e '/^ *--hash/d' -e '/^ *#/d' "$LOCK" > "$CONSTRAINTS"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c "$CONSTRAINTS" -e "$SPEC" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
   "$VENV/bin/python" -c "import datasette_action" # fail here if the install failed
   touch "$STAMP"

@@ -728,7 +728,12 @@ def test_action_and_workflows_match_githubs_schemas() -> None:
         ["--builtin-schema", "vendor.github-actions", str(ROOT / "action.yml")],
         ["--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
     ]
-    assert len(WORKFLOWS) >= 5
+    assert [path.relative_to(ROOT).as_posix() for path in WORKFLOWS] == [
+        ".github/workflows/lint.yml",
+        ".github/workflows/test.yml",
+        "examples/workflows/pr-plan.yml",
+        "examples/workflows/publish.yml",
+    ]
     for arguments in checks:
         done = subprocess.run(
             [str(BIN / "check-jsonschema"), *arguments], capture_output=True, text=True, check=False
@@ -783,3 +788,137 @@ def test_the_readmes_oidc_roles_template_passes_cfn_lint() -> None:
     }
     assert not any("Policies" in properties for properties in roles.values())
     assert "datasette-lambda iam-policy --plan > plan-policy.json" in section
+
+
+# -- the example workflows tell one story; every action is pinned -------------------------------------
+
+# The newest release of each action used, pinned by its commit (`git rev-list -n1 <tag>` in the
+# action's repository); each of these tags' action.yml says `using: node24`.
+RELEASES = {
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "actions/cache": ("27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"),
+    "aws-actions/configure-aws-credentials": ("e6de054238d6b7531b4efff3b6587d9aade6a06c", "v6.2.3"),
+}
+# This action in the examples: a placeholder for the release users pin, which zizmor is told about.
+PLACEHOLDER = (
+    "uses: org/datasette-lambda-action@v1 # zizmor: ignore[unpinned-uses]"
+    " (placeholder: pin a release's commit SHA)"
+)
+ACTION_STEP = "org/datasette-lambda-action@v1"
+
+
+def load_workflow(name: str) -> dict[str, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load((ROOT / "examples/workflows" / name).read_text())
+    loaded["on"] = loaded.pop(True)  # YAML 1.1 reads the key `on` as true
+    return loaded
+
+
+def only_job(workflow: dict[str, Any]) -> dict[str, Any]:
+    [job] = workflow["jobs"].values()
+    return dict(job)
+
+
+def step_index(steps: list[dict[str, Any]], test: Any) -> int:
+    [index] = [index for index, step in enumerate(steps) if test(step)]
+    return index
+
+
+def test_publish_runs_on_push_schedule_and_by_hand_and_always_makes_the_data() -> None:
+    workflow = load_workflow("publish.yml")
+    assert set(workflow["on"]) == {"push", "schedule", "workflow_dispatch"}
+    assert workflow["on"]["push"] == {"branches": ["main"]}
+    assert [entry["cron"] for entry in workflow["on"]["schedule"]]
+    job = only_job(workflow)
+    steps = job["steps"]
+    # Nothing is skipped per event: no condition on the job or on any step.
+    assert "if" not in job
+    assert [step for step in steps if "if" in step] == []
+    data = step_index(steps, lambda step: step.get("id") == "data")
+    credentials = step_index(steps, lambda step: "configure-aws-credentials@" in step.get("uses", ""))
+    deploy = step_index(steps, lambda step: step.get("uses") == ACTION_STEP)
+    assert data < credentials < deploy
+    assert steps[data]["run"]
+    assert steps[deploy]["with"]["mode"] == "deploy"
+    assert steps[credentials]["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    # The README's OIDC roles template trusts this environment only.
+    assert job["environment"]["name"] == "production"
+
+
+def test_publish_is_one_run_per_stack_and_never_cancels_a_deploy() -> None:
+    workflow = load_workflow("publish.yml")
+    concurrency = workflow["concurrency"]
+    assert concurrency["cancel-in-progress"] is False
+    # The same group for every event (no `${{ github.ref }}` or event name in it), and the group
+    # the README's command-line example uses for the same stack.
+    assert "${{" not in concurrency["group"]
+    assert "queue" not in concurrency  # a newer pending run replaces an older one: it makes the data again
+    assert "concurrency" not in only_job(workflow)
+    readme = (ROOT / "README.md").read_text()
+    assert f"concurrency: {{group: {concurrency['group']}, cancel-in-progress: false}}" in readme
+
+
+def test_the_pull_request_plan_makes_the_data_as_publish_does() -> None:
+    publish, plan = load_workflow("publish.yml"), load_workflow("pr-plan.yml")
+    assert set(plan["on"]) == {"pull_request"}  # never pull_request_target
+    steps = only_job(plan)["steps"]
+    data = step_index(steps, lambda step: step.get("id") == "data")
+    action_step = step_index(steps, lambda step: step.get("uses") == ACTION_STEP)
+    assert data < action_step
+    assert "if" not in steps[data]
+    assert steps[action_step]["with"]["mode"] == "plan"
+    publish_steps = only_job(publish)["steps"]
+    [publish_data] = [step for step in publish_steps if step.get("id") == "data"]
+    assert steps[data]["run"] == publish_data["run"]
+    # The same Python for the data step, and the same config for the action.
+    [plan_python] = [step for step in steps if "setup-python@" in step.get("uses", "")]
+    [publish_python] = [step for step in publish_steps if "setup-python@" in step.get("uses", "")]
+    assert plan_python == publish_python
+    [publish_action] = [step for step in publish_steps if step.get("uses") == ACTION_STEP]
+    assert steps[action_step]["with"]["config"] == publish_action["with"]["config"]
+    # Credentials only for the repository's own branches, after the data step.
+    [credentials] = [step for step in steps if "configure-aws-credentials@" in step.get("uses", "")]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in credentials["if"]
+    assert data < steps.index(credentials) < action_step
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.name)
+def test_workflows_hold_the_least_privilege(path: Path) -> None:
+    workflow: dict[str, Any] = yaml.safe_load(path.read_text())
+    assert workflow["permissions"] == {"contents": "read"}
+    for name, job in workflow["jobs"].items():
+        uses = [step.get("uses", "") for step in job["steps"]]
+        needs_oidc = any("configure-aws-credentials@" in use for use in uses)
+        expected = {"contents": "read", "id-token": "write"} if needs_oidc else None
+        assert job.get("permissions") == expected, name
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, name
+
+
+def test_the_readme_lists_only_example_workflows_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"examples/workflows/([\w.-]+\.yml)", readme))
+    assert named == {path.name for path in (ROOT / "examples/workflows").glob("*.yml")}
+    for stale in ("deploy.yml", "refresh.yml"):
+        assert f"`{stale}`" not in readme and f" {stale} " not in readme, stale
+
+
+@pytest.mark.parametrize("path", [ROOT / "action.yml", *WORKFLOWS], ids=lambda path: path.name)
+def test_every_action_is_pinned_to_its_current_release_commit(path: Path) -> None:
+    # owner/repo, then perhaps the path of an action inside it (actions/cache/restore)
+    pinned = re.compile(r"uses: ([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)")
+    for line in path.read_text().splitlines():
+        uses = line.strip().removeprefix("- ")
+        if not uses.startswith("uses:") or uses.startswith("uses: ./"):
+            continue
+        if path.is_relative_to(ROOT / "examples") and uses == PLACEHOLDER:
+            continue
+        match = pinned.fullmatch(uses)
+        assert match, f"{path.name}: {uses}"
+        assert RELEASES.get(match[1]) == (match[2], match[3]), f"{path.name}: {uses}"
+
+
+def test_the_oidc_how_to_pins_configure_aws_credentials_as_the_examples_do() -> None:
+    sha, tag = RELEASES["aws-actions/configure-aws-credentials"]
+    assert action.CONFIGURE_AWS == f"aws-actions/configure-aws-credentials@{sha} # {tag}"
