@@ -162,9 +162,12 @@ def package_command(config_path: Path, as_json: bool) -> None:
 )
 def serve_command(config_path: Path, as_json: bool, port: int, concurrency: int | None) -> None:
     """Build, package, then serve the packaged bundle on localhost through the Lambda handler."""
-    from datasette_action.serve import architecture_warning, local_lambdas, make_server
+    from datasette_action.serve import architecture_warning, for_this_machine, local_lambdas, make_server
 
-    packaged = pipeline.build_and_package(load_config(config_path), log=_log)
+    config, note = for_this_machine(load_config(config_path))
+    if note:
+        click.echo(note, err=True)
+    packaged = pipeline.build_and_package(config, log=_log)
     result = packaged.result
     mismatch = architecture_warning(result.architecture)
     for line in _warnings((*packaged.warnings, *([mismatch] if mismatch else []))):

@@ -331,6 +331,9 @@ class LambdaConfig:
     timeout: int = 30
     ephemeral_storage: int = 512
     reserved_concurrency: int | None = None
+    # Whether the config file sets `architecture` (else it is the default): `serve` previews a
+    # config that does not on this machine's own CPU.
+    architecture_written: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -837,7 +840,8 @@ class _Parser:
     # -- lambda and deploy -------------------------------------------------------------------
 
     def lambda_(self, value: Any, path: KeyPath) -> LambdaConfig:
-        return LambdaConfig(**self.section(value, path, LAMBDA_KEYS))
+        written = isinstance(value, dict) and "architecture" in value
+        return LambdaConfig(**self.section(value, path, LAMBDA_KEYS), architecture_written=written)
 
     def python(self, value: Any, path: KeyPath) -> str:
         if isinstance(value, float):  # `python: 3.13` unquoted; 3.10 would read as 3.1

@@ -12,6 +12,7 @@ binding cannot load here, the same release of it built for this machine goes bef
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
+from datasette_action.config import Config
 from datasette_action.dependencies import install_for_this_machine
 from datasette_action.errors import UserError
 from datasette_action.events import http_request_event, http_response
@@ -104,6 +106,20 @@ class Invocable(Protocol):
 
 # platform.machine() names -> Lambda's architecture names
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def for_this_machine(config: Config, machine: str | None = None) -> tuple[Config, str | None]:
+    """The config to preview locally: one that does not set lambda.architecture is packaged for
+    this machine's CPU, so its compiled extensions load and the preview is the real thing (a
+    deploy still uses the config's architecture). A note says so; None when nothing changed."""
+    local = _MACHINES.get((machine or platform.machine()).lower())
+    if config.lambda_.architecture_written or local is None or local == config.lambda_.architecture:
+        return config, None
+    preview = dataclasses.replace(config, lambda_=dataclasses.replace(config.lambda_, architecture=local))
+    return preview, (
+        f"previewing for this machine's {local} (the config does not set lambda.architecture; a"
+        f" deploy packages for {config.lambda_.architecture})"
+    )
 
 
 def architecture_warning(architecture: str, machine: str | None = None) -> str | None:

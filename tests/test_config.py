@@ -156,7 +156,8 @@ def test_example_config_loads(example_project: Path) -> None:
         templates=None,
         plugins_dir=None,
     )
-    assert config.lambda_ == LambdaConfig(python="3.13", architecture="arm64", memory=1024)
+    assert config.lambda_ == LambdaConfig(python="3.13", architecture="x86_64", memory=1024)
+    assert not config.lambda_.architecture_written  # commented out: serve previews this machine's CPU
     assert (config.lambda_.timeout, config.lambda_.ephemeral_storage) == (30, 512)
     assert config.lambda_.reserved_concurrency is None
 
@@ -585,7 +586,7 @@ def test_the_key_table_fills_every_field_of_the_dataclasses() -> None:
     def filled(keys: tuple[Any, ...]) -> set[str]:
         return {key.field or key.name for key in keys}
 
-    assert filled(LAMBDA_KEYS) == fields_of(LambdaConfig)
+    assert filled(LAMBDA_KEYS) | {"architecture_written"} == fields_of(LambdaConfig)
     assert filled(DEPLOY_KEYS) == fields_of(DeployConfig)
     assert filled(DATASETTE_KEYS) == fields_of(DatasetteConfig)
     assert filled(TABLE_KEYS) | {"name", "locations"} == fields_of(TableConfig)

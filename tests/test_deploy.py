@@ -330,7 +330,7 @@ def large(project: Project) -> Project:
     conn.close()
     text = config_path.read_text().replace("databases:\n", "databases:\n  big:\n    file: data/big.db\n", 1)
     machine = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
-    config_path.write_text(text.replace("architecture: arm64", f"architecture: {machine}"))
+    config_path.write_text(text.replace("# architecture: arm64", f"architecture: {machine}"))
     return _package(config_path.parent)
 
 

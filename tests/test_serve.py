@@ -73,6 +73,8 @@ def packaged(tmp_path_factory: pytest.TempPathFactory, example_copy: Callable[[P
         "\nmetadata: metadata.yml",
         '\n  extras:\n    tables:\n      "rates/2020":\n        source: data/rates.csv\nmetadata: metadata.yml',
     ).replace("\ndatasette:\n", "\ndatasette:\n  static: {assets: static}\n")
+    # an arm64 bundle: the preview of a bundle built for another CPU (on an arm64 machine, the real one)
+    config_text = config_text.replace("  # architecture: arm64", "  architecture: arm64")
     (root / "datasette-lambda.yml").write_text(config_text)
     config = load_config(root / "datasette-lambda.yml")
     built = build(config)
@@ -513,3 +515,24 @@ def test_the_binding_for_this_machine_is_installed_once_then_reused(
     assert first == again and len(installs) == 1
     assert list((first / "sqlean").glob("_sqlite3*.so")) and (first.parent / first.name).is_dir()
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no scratch directory left
+
+
+def test_serve_previews_a_config_without_an_architecture_on_this_machines_cpu(tmp_path: Path) -> None:
+    from datasette_action.config import load_config
+    from datasette_action.serve import for_this_machine
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("a\n1\n")
+    base = "stack: s\ndatabases: {d: {tables: {t: data/x.csv}}}\n"
+    (tmp_path / "unset.yml").write_text(base)
+    (tmp_path / "set.yml").write_text(base + "lambda: {architecture: x86_64}\n")
+    unset, set_ = load_config(tmp_path / "unset.yml"), load_config(tmp_path / "set.yml")
+    preview, note = for_this_machine(unset, machine="aarch64")
+    assert preview.lambda_.architecture == "arm64" and unset.lambda_.architecture == "x86_64"
+    assert note == (
+        "previewing for this machine's arm64 (the config does not set lambda.architecture; a deploy"
+        " packages for x86_64)"
+    )
+    assert for_this_machine(unset, machine="x86_64") == (unset, None)
+    assert for_this_machine(set_, machine="aarch64") == (set_, None)  # the config insists
+    assert for_this_machine(unset, machine="riscv64") == (unset, None)  # no Lambda CPU: as written
