@@ -1,4 +1,5 @@
-"""The action's install, run as the runner runs it, timed: today's (HEAD's action.yml) and this one.
+"""The action's install, run as the runner runs it, timed: the one before the lock (commit 5311d5d's
+action.yml, BEFORE) and this one.
 
 The steps of action.yml up to the engine's (`id: run`) run in order: `shell: bash` steps by bash
 with their `${{ }}` filled in as the runner fills them (inputs, `steps.<id>.outputs`, `runner.*`),
@@ -10,7 +11,8 @@ started (`python -P -c "import datasette_action.action"`), so a figure runs from
 install step to the engine importing.
 
 Figures, in one run:
-  (a) today, cold pip cache: HEAD's action.yml and source (`git archive HEAD`);
+  (a) before, cold pip cache: commit 5311d5d's action.yml and source (`git archive 5311d5d`), the
+      last before the lock;
   (b) this action, cold pip cache (nothing cached: the lock's wheels are downloaded);
   (c) this action, warm pip cache, environment cache missed;
   (d) this action, warm environment cache (restored by actions/cache/restore);
@@ -219,10 +221,14 @@ def engine_starts(runner: Runner) -> None:
 # -- the benchmark ----------------------------------------------------------------------------------
 
 
+# The last commit whose action.yml resolved and installed pyproject.toml (no lock): the baseline.
+BEFORE = "5311d5d"
+
+
 def export_head(target: Path) -> Path:
-    """Today's action: HEAD's tree, as the runner downloads it for a `uses:` pinned to HEAD."""
+    """The baseline action: commit BEFORE's tree, as the runner downloads it for a `uses:` pinned to it."""
     target.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return target
 
