@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(__file__).resolve().parent / ".work" / "action_install"
 EXPRESSION = re.compile(r"\$\{\{\s*(.+?)\s*\}\}")
 # The variables of the surrounding job and this machine's pip settings are not the runner's.
-CLEARED = re.compile(r"(INPUT_|GITHUB_|RUNNER_|PIP_|VIRTUAL_ENV$|PYTHONPATH$|PYTHONDONTWRITEBYTECODE$)")
+CLEARED = re.compile(r"(INPUT_|GITHUB_|RUNNER_|PIP_|UV_|VIRTUAL_ENV$|PYTHONPATH$|PYTHONDONTWRITEBYTECODE$)")
 
 
 @dataclass
@@ -278,7 +278,7 @@ def one_round(today: Path, action: Path, work: Path) -> dict[str, float]:
         wheels = work / "wheels"
         if not wheels.exists():
             download(runner, wheels)
-        warm |= {"PIP_FIND_LINKS": str(wheels)}
+        warm |= from_wheels(wheels)
     figures["(c) new, warm pip cache"] = timed(fresh_job(action, work / "job", env=warm))
 
     runner = fresh_job(action, work / "job", env=new_cold, cache_store=work / "store")
@@ -295,25 +295,32 @@ def run_steps_save(runner: Runner) -> None:
 
 
 def download(runner: Runner, wheels: Path) -> None:
-    subprocess.run(
-        [
-            str(runner.python),
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--require-hashes",
-            "--only-binary",
-            ":all:",
-            "--dest",
-            str(wheels),
-            "-r",
-            str(runner.action_path / "requirements" / "action.txt"),
-        ],
-        env=runner.environment(),
-        check=True,
-    )
+    """The lock's wheels and uv's, into `wheels` (hash-checked), for installs with no index."""
+    for lock in ("action.txt", "uv.txt"):
+        subprocess.run(
+            [
+                str(runner.python),
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--require-hashes",
+                "--only-binary",
+                ":all:",
+                "--dest",
+                str(wheels),
+                "-r",
+                str(runner.action_path / "requirements" / lock),
+            ],
+            env=runner.environment(),
+            check=True,
+        )
+
+
+def from_wheels(wheels: Path) -> dict[str, str]:
+    """pip and uv reading the downloaded wheels only: no index, no network."""
+    return {"PIP_FIND_LINKS": str(wheels), "UV_FIND_LINKS": str(wheels), "UV_OFFLINE": "1"}
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> dict[str, float]:

@@ -60,7 +60,7 @@ def job(action: Path, where: Path, **kwargs: Any) -> Any:
 
 
 def offline(wheels: Path) -> dict[str, str]:
-    return {"PIP_FIND_LINKS": str(wheels), "PIP_NO_INDEX": "1", "PIP_CACHE_DIR": str(wheels / "pip-cache")}
+    return {**emulation.from_wheels(wheels), "PIP_NO_INDEX": "1", "PIP_CACHE_DIR": str(wheels / "pip-cache")}
 
 
 def logged(runner: Any, name: str) -> str:
@@ -97,6 +97,7 @@ def test_install_from_the_lock_then_the_cache_hits_and_a_second_use_reuses_it(
     install = yaml.safe_load((action / "action.yml").read_text())["runs"]["steps"]
     [script] = [step["run"] for step in install if step.get("id") == "install"]
     assert "--require-hashes" in script and "requirements/action.txt" in script
+    assert "requirements/uv.txt" in script  # uv, itself hash-checked, installs the lock
     assert first.outputs["install"]["installed"] == "true"
     assert logged(first, "Restore the datasette-lambda environment").startswith("cache miss")
     bin_dir = Path(first.outputs["install"]["bin"])
