@@ -331,6 +331,65 @@ def concurrent_updates() -> Symptoms:
     }
 
 
+def oidc_provider() -> Symptoms:
+    provider = {
+        "Type": "AWS::IAM::OIDCProvider",
+        "Properties": {
+            "Url": "https://token.actions.githubusercontent.com",
+            "ClientIdList": ["sts.amazonaws.com"],
+        },
+    }
+    create_stack("oidc", {"Provider": provider})
+    listed = client("iam").list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    return {"AWS::IAM::OIDCProvider is skipped (the account has no OIDC provider)": not listed}
+
+
+def iam_roles() -> Symptoms:
+    """A role holding a managed policy, then both updated: a new trust policy and document."""
+    iam = client("iam")
+
+    def resources(service: str, action: str) -> dict[str, Any]:
+        document = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}],
+        }
+        trust = json.loads(json.dumps(ROLE["Properties"]["AssumeRolePolicyDocument"]))
+        trust["Statement"][0]["Principal"] = {"Service": service}
+        return {
+            "Policy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": document}},
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {"AssumeRolePolicyDocument": trust, "ManagedPolicyArns": [{"Ref": "Policy"}]},
+            },
+        }
+
+    create_stack("roles", resources("lambda.amazonaws.com", "s3:GetObject"))
+    [name] = [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("roles-Role")]
+    attached = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
+    try:
+        run_change_set("roles", {"Resources": resources("ec2.amazonaws.com", "s3:PutObject")}, "UPDATE")
+        updated = True
+    except ClientError:
+        updated = False
+    trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+    [policy] = [
+        p for p in iam.list_policies(Scope="Local")["Policies"] if p["PolicyName"].startswith("roles-")
+    ]
+    version = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
+    action = version["PolicyVersion"]["Document"]["Statement"][0]["Action"]
+    if not iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        iam.attach_role_policy(RoleName=name, PolicyArn=policy["Arn"])  # as AWS would have
+    deleted = not refused(client("cloudformation").delete_stack, StackName="roles")
+    left = [r for r in iam.list_roles()["Roles"] if r["RoleName"] == name]
+    return {
+        "a role's ManagedPolicyArns are not attached": not attached,
+        "an update keeps a role's trust policy": not updated
+        or trust["Statement"][0]["Principal"] != {"Service": "ec2.amazonaws.com"},
+        "an update keeps a managed policy's document": not updated or action != "s3:PutObject",
+        "a role holding a managed policy is not deleted with its stack": not deleted or bool(left),
+    }
+
+
 CANARIES: dict[str, Callable[[], Symptoms]] = {
     "moto_patches.fix_change_set_outputs": change_set_outputs,
     "moto_patches.fix_concurrent_updates": concurrent_updates,
@@ -340,9 +399,11 @@ CANARIES: dict[str, Callable[[], Symptoms]] = {
     "moto_patches.fix_layer_versions": layer_versions,
     "moto_patches.fix_bucket_policy_conditions": bucket_policy_conditions,
     "moto_patches.fix_account_settings": account_settings,
+    "moto_patches.fix_iam_roles": iam_roles,
     "cfn_models.FunctionUrl": function_url,
     "cfn_models.HttpApi": http_api,
     "cfn_models.BucketPolicy": bucket_policy,
+    "cfn_models.OidcProvider": oidc_provider,
 }
 
 

@@ -4,7 +4,9 @@
   `FunctionUrl` is a real local address, `http://127.0.0.1:<port>/`, one port per URL;
 - `AWS::ApiGatewayV2::Api` (quick create, `Target`): an API in moto's apigatewayv2 backend with its
   integration, `$default` route and auto-deployed `$default` stage; `ApiEndpoint` is local too;
-- `AWS::S3::BucketPolicy`: the policy put on moto's bucket (`get_bucket_policy` shows it).
+- `AWS::S3::BucketPolicy`: the policy put on moto's bucket (`get_bucket_policy` shows it);
+- `AWS::IAM::OIDCProvider`: moto's own OpenID Connect provider (`list_open_id_connect_providers`
+  shows it), whose `Ref` is its ARN (setup-github's GitHub provider).
 
 moto finds models through `CloudFormationModel.__subclasses__()` (direct subclasses only), so these
 count once this module is imported, in the process that runs moto's server; moto caches that list
@@ -25,6 +27,7 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
 from moto.core.common_models import CloudFormationModel
+from moto.iam.models import OpenIDConnectProvider, iam_backends
 from moto.s3.exceptions import MissingBucket
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
@@ -303,4 +306,67 @@ class BucketPolicy(_Declared, CloudFormationModel):
             s3_backends[account_id][get_partition(region_name)].delete_bucket_policy(self.bucket)
 
 
-MODELS: tuple[type[CloudFormationModel], ...] = (FunctionUrl, HttpApi, BucketPolicy)
+class OidcProvider(_Declared, CloudFormationModel):
+    """AWS::IAM::OIDCProvider: moto's OpenID Connect provider. `Ref` and `Arn` are its ARN
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-iam-oidcprovider.html);
+    `Url` is create-only (a new URL replaces the provider), the lists are updated in place."""
+
+    TYPE = "AWS::IAM::OIDCProvider"
+    ATTRIBUTES = ("Arn",)
+
+    def __init__(self, provider: OpenIDConnectProvider) -> None:
+        self.provider = provider
+
+    @property
+    def physical_resource_id(self) -> str:
+        return str(self.provider.arn)
+
+    def attribute(self, name: str) -> str:
+        return str(self.provider.arn)
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> OidcProvider:
+        properties = cloudformation_json["Properties"]
+        backend = iam_backends[account_id][get_partition(region_name)]
+        provider = backend.create_open_id_connect_provider(
+            url=properties["Url"],
+            thumbprint_list=list(properties.get("ThumbprintList") or []),
+            client_id_list=list(properties.get("ClientIdList") or []),
+            tags=list(properties.get("Tags") or []),
+        )
+        return cls(provider)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: OidcProvider,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> OidcProvider:
+        properties = cloudformation_json["Properties"]
+        old = original_resource.provider
+        if properties["Url"].removeprefix("https://") != old.url:  # create-only: replaced
+            original_resource.delete(account_id, region_name)
+            return cls.create_from_cloudformation_json(
+                new_resource_name, cloudformation_json, account_id, region_name
+            )
+        old.client_id_list = list(properties.get("ClientIdList") or [])
+        old.thumbprint_list = list(properties.get("ThumbprintList") or [])
+        return original_resource
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        iam_backends[account_id][get_partition(region_name)].delete_open_id_connect_provider(
+            self.provider.arn
+        )
+
+
+MODELS: tuple[type[CloudFormationModel], ...] = (FunctionUrl, HttpApi, BucketPolicy, OidcProvider)

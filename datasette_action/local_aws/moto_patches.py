@@ -334,6 +334,107 @@ def fix_account_settings() -> None:
     setattr(LambdaResponse, "get_account_settings", get_account_settings)  # noqa: B010
 
 
+def fix_iam_roles() -> None:
+    """IAM roles and managed policies in stacks keep what a template gives them.
+
+    moto's AWS::IAM::Role attaches none of its ManagedPolicyArns, and its update changes only
+    the description (the trust policy, the attached and the inline policies stay as created);
+    AWS::IAM::ManagedPolicy has no update at all (the stack then holds None for it). Here a role
+    is created with its managed policies attached, an update sets its trust policy, attaches
+    and detaches managed policies to match and puts its inline policies, and a managed policy's
+    update adds a version with the new document as the default (dropping the oldest beyond
+    IAM's five, https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html);
+    deleting a role detaches its managed policies first, as AWS's handler does (moto's refused:
+    "must detach all policies first").
+    """
+    from moto.iam.models import ManagedPolicy, Role, iam_backends
+    from moto.utilities.utils import get_partition
+
+    def text(document: Any) -> str:
+        return document if isinstance(document, str) else json.dumps(document)
+
+    create_role = Role.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def role_create(
+        cls: type[Role],
+        /,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Role:
+        role: Role = create_role(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        backend = iam_backends[account_id][get_partition(region_name)]
+        for arn in cloudformation_json["Properties"].get("ManagedPolicyArns") or ():
+            backend.attach_role_policy(arn, role.name)
+        return role
+
+    def role_update(
+        cls: type[Role],
+        /,
+        original_resource: Role,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Role:
+        backend = iam_backends[account_id][get_partition(region_name)]
+        properties = cloudformation_json["Properties"]
+        name = original_resource.name
+        backend.update_role(
+            name, properties.get("Description", ""), properties.get("MaxSessionDuration", 3600)
+        )
+        backend.update_assume_role_policy(name, text(properties["AssumeRolePolicyDocument"]))
+        wanted = list(properties.get("ManagedPolicyArns") or ())
+        for arn in [arn for arn in list(original_resource.managed_policies) if arn not in wanted]:
+            backend.detach_role_policy(arn, name)
+        for arn in [arn for arn in wanted if arn not in original_resource.managed_policies]:
+            backend.attach_role_policy(arn, name)
+        for policy in properties.get("Policies") or ():
+            backend.put_role_policy(name, policy["PolicyName"], text(policy["PolicyDocument"]))
+        return backend.get_role(name)
+
+    def policy_update(
+        cls: type[ManagedPolicy],
+        /,
+        original_resource: ManagedPolicy,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> ManagedPolicy:
+        backend = iam_backends[account_id][get_partition(region_name)]
+        arn = original_resource.arn
+        document = text(cloudformation_json["Properties"]["PolicyDocument"])
+        old = [v for v in original_resource.versions if not v.is_default]
+        if len(original_resource.versions) >= 5 and old:
+            backend.delete_policy_version(arn, old[0].version_id)
+        backend.create_policy_version(arn, document, set_as_default=True)
+        return original_resource
+
+    delete_role = Role.delete_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def role_delete(
+        cls: type[Role],
+        /,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> None:
+        backend = iam_backends[account_id][get_partition(region_name)]
+        for role in [r for r in backend.roles.values() if r.name == resource_name]:
+            for arn in list(role.managed_policies):
+                backend.detach_role_policy(arn, role.name)
+        delete_role(cls, resource_name, cloudformation_json, account_id, region_name)
+
+    setattr(Role, "delete_from_cloudformation_json", classmethod(role_delete))  # noqa: B010
+    setattr(Role, "create_from_cloudformation_json", classmethod(role_create))  # noqa: B010
+    setattr(Role, "update_from_cloudformation_json", classmethod(role_update))  # noqa: B010
+    setattr(ManagedPolicy, "update_from_cloudformation_json", classmethod(policy_update))  # noqa: B010
+
+
 PATCHES: tuple[Callable[[], None], ...] = (
     fix_change_set_outputs,
     fix_concurrent_updates,  # after fix_change_set_outputs: its checks come first
@@ -343,4 +444,5 @@ PATCHES: tuple[Callable[[], None], ...] = (
     fix_layer_versions,
     fix_bucket_policy_conditions,
     fix_account_settings,
+    fix_iam_roles,
 )
