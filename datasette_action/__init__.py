@@ -1,3 +1,4 @@
 """datasette-lambda-action: publish CSV/JSON/SQLite data as a Datasette site on AWS Lambda."""
 
-__version__ = "0.1.0"
+# The version, in one place: pyproject.toml reads it (`attr:`), releases tag it (`v` + this).
+__version__ = "1.0.0"

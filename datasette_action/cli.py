@@ -137,6 +137,44 @@ def cli() -> None:
     """Publish CSV, JSON and SQLite data as a Datasette site on AWS Lambda."""
 
 
+@cli.command(name="init")
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The repository: where the data is looked for and the files are written.",
+)
+@click.option("--stack", help="CloudFormation stack name (default: from the directory's name).")
+@click.option("--region", help="AWS region [default: us-east-1].")
+@click.option(
+    "--frontend",
+    type=click.Choice(["function_url", "http_api"]),
+    help="deploy.frontend (default: function_url, or http_api where a region has no function URLs).",
+)
+@click.option("--force", is_flag=True, help="Overwrite the files init writes when they exist.")
+@click.option("--no-workflows", is_flag=True, help="Do not write the GitHub workflows.")
+def init_command(
+    root: Path, stack: str | None, region: str | None, frontend: str | None, force: bool, no_workflows: bool
+) -> None:
+    """Write a datasette-lambda.yml for the data files here, and the GitHub workflows."""
+    from datasette_action import init
+
+    # asks only at a terminal: in scripts and CI the options (or their defaults) decide
+    ask = sys.stdin.isatty()
+    if stack is None:
+        stack = init.default_stack(root)
+        stack = click.prompt("Stack name", default=stack, err=True) if ask else stack
+    if region is None:
+        region = (
+            click.prompt("AWS region", default=init.DEFAULT_REGION, err=True) if ask else init.DEFAULT_REGION
+        )
+    options = init.Options(stack, region, frontend, force=force, workflows=not no_workflows)
+    for line in init.summary(init.init(root, options)):
+        click.echo(line, err=True)
+
+
 @cli.command(name="build")
 @common_options
 def build_command(config_path: Path, as_json: bool) -> None:
@@ -321,6 +359,65 @@ def iam_policy_command(config_path: Path, endpoint_url: str | None, for_plan: bo
     config = load_config(config_path)
     derive = iam.plan_policy if for_plan else iam.deployer_policy
     show(derive(config, iam.locate(config, endpoint_url)), as_json=True)
+
+
+@cli.command(name="setup-github")
+@common_options
+@endpoint_option
+@click.option("--repo", required=True, metavar="OWNER/NAME", help="The GitHub repository the roles trust.")
+@click.option(
+    "--environment",
+    metavar="NAME",
+    help="The deploy environment whose jobs may assume the deploy role (default: production).",
+)
+@click.option("--branch", metavar="NAME", help="Trust this branch's jobs (with no environment) instead.")
+@click.option("--stack", "stack", metavar="NAME", help="The roles' stack (default: <stack>-github).")
+@click.option("--print", "print_only", is_flag=True, help="Print the template (JSON) and exit; no AWS call.")
+@click.option("--destroy", is_flag=True, help="Delete the roles' stack (GitHub's OIDC provider is kept).")
+@click.option("--yes", is_flag=True, help="With --destroy: do not ask for confirmation.")
+def setup_github_command(
+    config_path: Path,
+    as_json: bool,
+    endpoint_url: str | None,
+    repo: str,
+    environment: str | None,
+    branch: str | None,
+    stack: str | None,
+    print_only: bool,
+    destroy: bool,
+    yes: bool,
+) -> None:
+    """Deploy GitHub's OIDC provider and the repository's deploy and plan roles (one stack).
+
+    The deploy role holds exactly the policy `iam-policy` prints for this config, the plan role
+    the `iam-policy --plan` one. Prints the repository variables to set (and `gh variable set`
+    commands when gh is logged in; they are not run). Run again to update; --destroy removes it."""
+    from datasette_action import setup_github as gh
+
+    config = load_config(config_path)
+    trusted = gh.trust(repo, environment, branch)
+    name = gh.stack_name(config, stack)
+    if print_only and destroy:
+        raise UserError("--print and --destroy exclude each other")
+    if print_only:
+        region, partition = gh.region_of(config, endpoint_url)
+        click.echo(gh.to_json(gh.roles_template(config, trusted, region, partition)), nl=False)
+        return
+    if destroy:
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UserError(f"--destroy deletes the stack {name} and its roles; pass --yes to confirm")
+            click.confirm(f"Delete the stack {name} and its roles?", abort=True, err=True)
+        removed = gh.remove(config, name, _options(endpoint_url))
+        click.echo(gh.removed_text(removed), err=True)
+        if as_json:
+            click.echo(output.dumps(gh.removed_json(removed)))
+        return
+    result = gh.setup(config, trusted, name, _options(endpoint_url))
+    commands = gh.gh_commands(result) if gh.gh_ready() else ()
+    click.echo(gh.setup_text(result, commands), err=True)
+    if as_json:
+        click.echo(output.dumps(gh.setup_json(result, commands)))
 
 
 @cli.command(name="local-aws")

@@ -17,7 +17,8 @@ SPEC="$ROOT"
 [ -n "$EXTRAS" ] && SPEC="$ROOT[$EXTRAS]"
 LOCK="$ROOT/requirements/action.txt"
 # Reinstall only when the project's dependencies, its lock or its packaging changed.
-STAMP="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$LOCK" | sha256sum | cut -c1-16)-${EXTRAS:-base}"
+# datasette_action/__init__.py holds the version (pyproject reads it): a bump reinstalls the metadata.
+STAMP="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$LOCK" "$ROOT/datasette_action/__init__.py" | sha256sum | cut -c1-16)-${EXTRAS:-base}"
 if [ ! -f "$STAMP" ]; then
   # The engine's runtime dependencies at the versions the action installs (scripts/lock), checked
   # against their hashes; then the project and its extras, constrained to those same versions.
