@@ -91,7 +91,7 @@ steps:
 ```
 
 The role must trust GitHub's OIDC provider for this repository and allow what the deployer needs:
-see "One-time AWS setup" in the action's README. To check a change without AWS, use `mode: plan`
+see "One-time AWS setup" in the action's docs/deploying.md. To check a change without AWS, use `mode: plan`
 (it runs offline without credentials)."""
 
 
@@ -314,7 +314,7 @@ def _config_path(value: str, working_directory: Path, workspace: Path) -> Path:
     else:
         problem = (
             f"was not found in {place}; set `config:` to the config file's path relative to it"
-            " (see the README's config section to write one)"
+            " (`datasette-lambda init` writes one; docs/configuration.md describes it)"
         )
     raise InputError(f"the config input: '{value}' {problem}")
 
@@ -453,19 +453,18 @@ DATA_HINT = (
 HOW_TO_FIX: tuple[tuple[type[UserError], str], ...] = (
     (
         InputError,
-        "Change the step's `with:` inputs; the README's section \"The GitHub Action\" lists each input"
-        " and what it allows.",
+        "Change the step's `with:` inputs; the action's docs/action.md lists each input and what it allows.",
     ),
     (CredentialsError, OIDC_HOW_TO),
     (
         UnsafeEventError,
         "Trigger the plan with `on: pull_request` rather than `pull_request_target`; to comment on a"
         " fork's pull request, use a second workflow on `workflow_run` that reads the plan's artifact"
-        ' (see the README\'s section "The GitHub Action").',
+        " (see the action's docs/action.md).",
     ),
     (
         ConfigError,
-        'Fix the config file where the annotation points; the README\'s section "The config file"'
+        "Fix the config file where the annotation points; the action's docs/configuration.md"
         " describes every key. `datasette-lambda {mode}` shows the same error locally.",
     ),
     (SourceError, DATA_HINT),
@@ -490,7 +489,7 @@ HOW_TO_FIX: tuple[tuple[type[UserError], str], ...] = (
     ),
     (
         AwsError,
-        'Follow the message. The README\'s section "Deploying" lists the AWS calls each mode makes'
+        "Follow the message. The action's docs/deploying.md lists the AWS calls each mode makes"
         " and the IAM policy the deploying role needs.",
     ),
 )
@@ -616,6 +615,30 @@ def _attempt(github: GitHub, mode: str, step: Callable[[], T], run: Run | None =
         die(github, bug, mode)
 
 
+def lambda_python(env: Mapping[str, str], out: TextIO) -> int:
+    """`python -m datasette_action.action lambda-python`: action.yml's step between the install and
+    the engine. It writes the config's `lambda.python` as the output `python`, and `setup=true` when
+    the engine's own Python is another version: the action then sets that Python up too, because the
+    bundle's .pyc files and its smoke test need the runtime's version (pyc.find_interpreter). It
+    says nothing when the inputs or the config cannot be read: the engine's run reports those, once."""
+    github = GitHub.from_env(env, out)
+    try:
+        inputs = read_inputs(env, github.workspace)
+        config = load_for_action(inputs)
+    except UserError:
+        return 0
+    engine = f"{sys.version_info.major}.{sys.version_info.minor}"
+    # A build packages nothing: it needs no second Python.
+    setup = inputs.mode != "build" and config.lambda_.python != engine
+    github.set_outputs({"python": config.lambda_.python, "setup": str(setup).lower()})
+    if setup:
+        github.log(
+            f"lambda.python is {config.lambda_.python} and datasette-lambda runs on Python {engine}:"
+            f" setting up Python {config.lambda_.python} to compile and smoke-test the bundle"
+        )
+    return 0
+
+
 def main(env: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
     env = os.environ if env is None else env
     github = GitHub.from_env(env, out or sys.stdout)
@@ -628,4 +651,4 @@ def main(env: Mapping[str, str] | None = None, out: TextIO | None = None) -> int
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(lambda_python(os.environ, sys.stdout) if sys.argv[1:] == ["lambda-python"] else main())

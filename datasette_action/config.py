@@ -392,7 +392,7 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            "config file not found; create it (see the README) or pass -c PATH",
+            "config file not found; create it (`datasette-lambda init` writes one) or pass -c PATH",
             Location(path),
         ) from None
     except IsADirectoryError:
@@ -1059,7 +1059,7 @@ DEPLOY_KEYS = (
     Key("secrets", _Parser.secrets, "variables passed to the function", ()),
     Key("health_check", _Parser.boolean, "request the site after deploying", _DEPLOY.health_check),
 )
-# Each section's keys, by where the section is in the config (as the README names them).
+# Each section's keys, by where the section is in the config (as docs/configuration.md names them).
 SECTIONS: Mapping[str, tuple[Key, ...]] = {
     "": TOP_KEYS,
     "databases.<db>": DATABASE_KEYS,

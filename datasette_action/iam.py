@@ -437,7 +437,7 @@ class Call:
     operation: str
     action: str
     family: str
-    modes: frozenset[str]  # of MODES; README's "The AWS API calls each mode makes" lists them
+    modes: frozenset[str]  # of MODES; docs/deploying.md's "The AWS API calls each mode makes" lists them
     bootstrap_only: bool = False  # made only on the bootstrap bucket (versions: destroy empties it)
     parameter: str | None = None  # the action is needed only when the call has this parameter
 

@@ -264,8 +264,9 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def detect_pk(path: Path, display: str) -> tuple[str | None, str]:
-    """The first of the first PK_COLUMNS columns with a value in every record and no value twice
-    (a column named `id` first), read as the build reads the file; and a note saying why. A
+    """Of the first PK_COLUMNS columns, those with a value in every record, no value twice and no
+    fractional number, the first named `id`, else the first with an identifier's name (`city_id`,
+    `code`), else the first; read as the build reads the file; and a note saying why. A
     SourceError when the build's reader refuses the file (as the build would)."""
     source = SourceFile(path, Path(display), EXTENSION_FORMATS[path.suffix.lower()], "utf-8", None)
     columns, records = _records(source)
@@ -277,8 +278,9 @@ def detect_pk(path: Path, display: str) -> tuple[str | None, str]:
                 return None, f"not detected: the file has more than {PK_MAX_ROWS:,} records to check"
             count += 1
             for column in list(alive):
-                key = _key(record.get(column))
-                if key is None or key in alive[column]:
+                value = record.get(column)
+                key = _key(value)
+                if key is None or key in alive[column] or _fractional(value):
                     del alive[column]
                 else:
                     alive[column].add(key)
@@ -291,10 +293,35 @@ def detect_pk(path: Path, display: str) -> tuple[str | None, str]:
     if not alive:
         return (
             None,
-            f"none detected: each of the first {min(len(columns), PK_COLUMNS)} columns is empty or repeats a value",
+            f"none detected: each of the first {min(len(columns), PK_COLUMNS)} columns is empty,"
+            " repeats a value or holds fractional numbers",
         )
-    pk = next((c for c in alive if c.lower() == "id"), next(iter(alive)))
+    pk = min(alive, key=lambda column: _key_rank(column))  # the first of the best-named
     return pk, f"detected: no value missing or repeated in {count:,} record{'s' if count != 1 else ''}"
+
+
+# Names that say "identifier" (`id`, `city_id`, `ISBN`, `code`...), preferred over a column that
+# happens to be unique in the data as it is now (a `name`, a date) and may not stay so.
+_KEY_NAME = re.compile(r"(^|[_\W])(id|key|code|slug|uuid|guid|isbn|iso|sku|ref)$|[a-z]Id$|ID$")
+
+
+def _key_rank(column: str) -> int:
+    """0 for `id`, 1 for another identifier-like name, 2 for the rest."""
+    if column.lower() == "id":
+        return 0
+    return 1 if _KEY_NAME.search(column) or _KEY_NAME.search(column.lower()) else 2
+
+
+def _fractional(value: Any) -> bool:
+    """A number with a fractional part (`21.5`, or text reading as one): a measurement, never a key
+    to pick (two rows may well share it tomorrow)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    try:
+        number = float(str(value)) if isinstance(value, str | NumberText) else float(value)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return math.isfinite(number) and not number.is_integer()
 
 
 def _distinct(column: str, columns: list[str]) -> bool:
@@ -405,7 +432,7 @@ def _commented(section: str, indent: int, written: Iterable[str]) -> list[str]:
 def config_text(found: Found, options: Options, frontend: str) -> str:
     lines = [
         f"# Written by `datasette-lambda init` (datasette-lambda {__version__}): every key is in the",
-        '# README\'s "The config file". The commented-out keys are the others, at their defaults:',
+        "# action's docs/configuration.md. The commented-out keys are the others, at their defaults:",
         "# uncomment one to change it. Check the config with `datasette-lambda build`.",
         _line(0, f"stack: {scalar(options.stack)}", "CloudFormation stack name"),
         _line(0, f"region: {scalar(options.region)}", "AWS region"),
@@ -587,11 +614,11 @@ EXAMPLE_WORKFLOWS = {
 # is uploaded, the CloudFormation change set is empty, the stack is not touched and `changed` is
 # false. If your data is only what you commit, delete the data step and the schedule.
 #
-# Copy to .github/workflows/ in your data repository. One-time setup (the action's README,
-# "One-time AWS setup"): an IAM role that trusts GitHub's OIDC provider for this repository's
+# Copy to .github/workflows/ in your data repository. One-time setup (the action's
+# docs/deploying.md, "One-time AWS setup"): an IAM role that trusts GitHub's OIDC provider for this repository's
 # `production` environment, with the deployer's policy; its ARN in the repository variable
 # AWS_DEPLOY_ROLE_ARN; optionally a secret DATASETTE_SECRET (otherwise the first deploy makes one
-# and keeps it). Two GitHub traps (the README, "Publishing and refreshing the data"): in a public
+# and keeps it). Two GitHub traps (docs/action.md, "Publishing and refreshing the data"): in a public
 # repository the schedule stops after 60 days without activity, and a required reviewer on the
 # `production` environment holds every scheduled run until someone approves it.
 name: publish

@@ -272,6 +272,7 @@ class SetupResult:
     provider_arn: str
     provider_reused: bool  # the account's provider was there before: the stack did not make it
     changed: bool  # False: the stack was up to date
+    created: bool = False  # True: this run made the stack
 
     @property
     def variables(self) -> dict[str, str]:
@@ -339,6 +340,7 @@ def setup(config: Config, trusted: Trust, name: str, options: Any) -> SetupResul
         provider_arn=outputs[O_PROVIDER],
         provider_reused=bool(reuse),
         changed=not change_set.empty,
+        created=change_set.kind == "CREATE",
     )
 
 
@@ -412,7 +414,7 @@ def gh_commands(result: SetupResult) -> tuple[str, ...]:
 
 
 def setup_text(result: SetupResult, commands: tuple[str, ...]) -> str:
-    state = "updated" if result.changed else "up to date"
+    state = "created" if result.created else "updated" if result.changed else "up to date"
     provider = (
         "the account's own, reused" if result.provider_reused else "made by this stack, kept if it is deleted"
     )
@@ -446,6 +448,7 @@ def setup_json(result: SetupResult, commands: tuple[str, ...]) -> dict[str, Any]
         "account": result.account,
         "repo": result.trust.repo,
         "changed": result.changed,
+        "created": result.created,
         "deploy_role_arn": result.deploy_role_arn,
         "deploy_subject": result.trust.deploy_subject,
         "plan_role_arn": result.plan_role_arn,

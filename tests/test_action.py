@@ -239,7 +239,7 @@ def test_a_config_error_is_annotated_at_its_file_and_line(tmp_path: Path, where:
     )
     assert run.summary.startswith("## datasette-lambda build failed\n")
     assert f"```text\n{file}:5: unknown key 'tabels'" in run.summary  # relative to the workspace
-    assert "The config file" in run.summary  # points at the README's section
+    assert "docs/configuration.md" in run.summary  # points at the config reference
 
 
 def test_a_data_error_is_annotated_at_the_data_line(workspace: Path) -> None:
@@ -257,7 +257,7 @@ def test_an_unknown_mode(workspace: Path) -> None:
         "::error title=datasette-lambda action failed::the mode input: 'publish' is not allowed;"
         " choose one of: deploy, plan, build",
     )
-    assert "The GitHub Action" in run.summary
+    assert "docs/action.md" in run.summary
 
 
 def test_a_bad_boolean_and_a_bad_stack_name(workspace: Path) -> None:
@@ -299,8 +299,8 @@ def test_a_missing_config(workspace: Path) -> None:
     assert_failed(
         run,
         "::error title=datasette-lambda plan failed::the config input: 'site.yml' was not found in the"
-        " repository's root; set `config:` to the config file's path relative to it (see the"
-        " README's config section to write one)",
+        " repository's root; set `config:` to the config file's path relative to it"
+        " (`datasette-lambda init` writes one; docs/configuration.md describes it)",
     )
     empty = workspace.parent / "empty"
     empty.mkdir()
@@ -650,6 +650,58 @@ def action_yml() -> dict[str, Any]:
     return loaded
 
 
+ENGINE_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def lambda_python(workspace: Path, inputs: Mapping[str, str] | None = None) -> tuple[dict[str, str], str]:
+    """action.yml's `lambda-python` step: its outputs and what it printed."""
+    output = workspace.parent / "lambda-python-output.txt"
+    output.write_text("")
+    env = {"GITHUB_WORKSPACE": str(workspace), "GITHUB_OUTPUT": str(output)}
+    env |= {"INPUT_" + name.upper().replace("-", "_"): value for name, value in (inputs or {}).items()}
+    printed = io.StringIO()
+    assert action.lambda_python(env, printed) == 0
+    return parse_outputs(output.read_text()), printed.getvalue()
+
+
+@pytest.mark.parametrize("python", ["3.12", "3.13", "3.14"])
+def test_the_action_sets_up_the_configs_lambda_python_when_it_is_not_the_engines(
+    tmp_path: Path, python: str
+) -> None:
+    config = TINY_CONFIG + f"lambda:\n  python: '{python}'\n"
+    outputs, printed = lambda_python(make_workspace(tmp_path, config))
+    assert outputs == {"python": python, "setup": str(python != ENGINE_PYTHON).lower()}
+    assert (f"setting up Python {python}" in printed) == (python != ENGINE_PYTHON)
+
+
+def test_without_lambda_python_the_runtimes_default_is_set_up(tmp_path: Path) -> None:
+    outputs, _ = lambda_python(
+        make_workspace(tmp_path, TINY_CONFIG, where="site"), {"working-directory": "site"}
+    )
+    assert outputs["python"] == load_config(tmp_path / "workspace/site/datasette-lambda.yml").lambda_.python
+
+
+def test_mode_build_needs_no_runtime_python(workspace: Path) -> None:
+    config = TINY_CONFIG + "lambda:\n  python: '3.12'\n"
+    (workspace / "datasette-lambda.yml").write_text(config)
+    outputs, _ = lambda_python(workspace, {"mode": "build"})
+    assert outputs == {"python": "3.12", "setup": "false"}
+
+
+@pytest.mark.parametrize(
+    ("config", "inputs"),
+    [(TINY_CONFIG + "lambda:\n  python: '2.7'\n", {}), (TINY_CONFIG, {"config": "missing.yml"})],
+)
+def test_a_config_it_cannot_read_is_left_to_the_engines_run(
+    workspace: Path, config: str, inputs: dict[str, str]
+) -> None:
+    """No outputs, nothing printed, success: the run step then reports the error once, at its line."""
+    (workspace / "datasette-lambda.yml").write_text(config)
+    assert lambda_python(workspace, inputs) == ({}, "")
+    failed = run_action(workspace, inputs)
+    assert failed.returncode == 1 and len(failed.commands("error")) == 1
+
+
 def test_action_yml_passes_every_input_through_env_and_no_expression_into_scripts() -> None:
     definition = action_yml()
     assert definition["runs"]["using"] == "composite"
@@ -681,6 +733,9 @@ def test_the_run_step_of_action_yml_as_the_runner_runs_it(workspace: Path) -> No
         for name, spec in definition["inputs"].items()
     }
     values["steps.install.outputs.bin"] = str(BIN)
+    # The engine's Python is the runtime's here: the runtime's setup-python step was skipped.
+    values["steps.lambda-python.outputs.python"] = f"{sys.version_info.major}.{sys.version_info.minor}"
+    values["steps.runtime-python.outputs.python-path"] = ""
     expression = re.compile(r"\$\{\{ ([\w.-]+) \}\}")
     env = {
         name: expression.sub(lambda match: values[match[1]], str(value))
@@ -709,8 +764,7 @@ def test_the_run_step_of_action_yml_as_the_runner_runs_it(workspace: Path) -> No
 
 
 def test_every_input_and_output_is_in_the_readme() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## The GitHub Action", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs/action.md").read_text()
     definition = action_yml()
     missing = [
         name for name in (*definition["inputs"], *definition["outputs"]) if f"| `{name}` |" not in section
@@ -769,7 +823,8 @@ def test_the_readmes_oidc_roles_template_passes_cfn_lint() -> None:
     from cfnlint.api import ManualArgs, lint
     from cfnlint.decode import cfn_yaml
 
-    section = (ROOT / "README.md").read_text().split("\n### One-time AWS setup", 1)[1].split("\n### ", 1)[0]
+    page = (ROOT / "docs/deploying.md").read_text()
+    section = page.split("\n## One-time AWS setup", 1)[1].split("\n## ", 1)[0]
     [template] = [
         block for block in re.findall(r"```yaml\n(.*?)```", section, re.S) if "AWSTemplate" in block
     ]
@@ -855,7 +910,7 @@ def test_publish_is_one_run_per_stack_and_never_cancels_a_deploy() -> None:
     assert "${{" not in concurrency["group"]
     assert "queue" not in concurrency  # a newer pending run replaces an older one: it makes the data again
     assert "concurrency" not in only_job(workflow)
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs/deploying.md").read_text()
     assert f"concurrency: {{group: {concurrency['group']}, cancel-in-progress: false}}" in readme
 
 
@@ -900,7 +955,7 @@ def test_workflows_hold_the_least_privilege(path: Path) -> None:
 
 
 def test_the_readme_lists_only_example_workflows_that_exist() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs/action.md").read_text()
     named = set(re.findall(r"examples/workflows/([\w.-]+\.yml)", readme))
     assert named == {path.name for path in (ROOT / "examples/workflows").glob("*.yml")}
     for stale in ("deploy.yml", "refresh.yml"):

@@ -154,6 +154,56 @@ def test_install_from_the_lock_then_the_cache_hits_and_a_second_use_reuses_it(
     assert outputs.get("stack-name") == "tiny-site", (outputs, later.log[-1])
 
 
+def test_the_configs_lambda_python_is_set_up_and_named_on_path_for_the_engine(
+    action: Path, wheels: Path, tmp_path: Path
+) -> None:
+    """lambda.python is not the engine's Python: the action sets it up, and the engine's run finds
+    it as python3.X on PATH (pyc.find_interpreter, which compiles and smoke-tests the bundle)."""
+    engine = f"{sys.version_info.major}.{sys.version_info.minor}"
+    others = [
+        version for version in ("3.12", "3.13", "3.14") if version != engine and find_interpreter(version)
+    ]
+    if not others:
+        pytest.skip("this machine has no Python other than the engine's")
+    runtime = others[0]
+    runner = job(action, tmp_path / "job", env=offline(wheels))
+    (runner.workspace / "data").mkdir()
+    (runner.workspace / "data" / "cities.csv").write_text("id,name\n1,Lyon\n")
+    (runner.workspace / "datasette-lambda.yml").write_text(
+        f"stack: tiny-site\nregion: us-east-1\nlambda:\n  python: '{runtime}'\ndatabases:\n  places:\n"
+        "    tables:\n      cities:\n        source: data/cities.csv\n"
+    )
+    runner.inputs = {"mode": "plan"}
+    assert runner.run_steps(), runner.log
+    assert runner.outputs["lambda-python"] == {"python": runtime, "setup": "true"}
+    set_up = Path(runner.outputs["runtime-python"]["python-path"])
+    # The run step as action.yml has it, but its last line asks the engine's own lookup instead of
+    # running the engine; no pyenv to fall back on.
+    [run] = [step for step in load_steps(action) if step.get("id") == "run"]
+    script, engine_line = run["run"].rstrip("\n").rsplit("\n", 1)
+    assert engine_line.endswith("-m datasette_action.action")
+    lookup = f"from datasette_action.pyc import find_interpreter; print(find_interpreter('{runtime}'))"
+    probe = {**run, "run": f'{script}\n{engine_line.removesuffix("-m datasette_action.action")}-c "{lookup}"'}
+    runner.env = {**runner.env, "PATH": "/usr/bin:/bin", "PYENV_ROOT": str(tmp_path / "no-pyenv")}
+    assert runner.shell(probe) is not None, runner.log[-1]
+    found = Path(runner.log[-1][1].strip())
+    assert found.name == f"python{runtime}"
+    assert found.resolve() == set_up.resolve()
+
+    # The same config built only: no second Python.
+    build = job(action, tmp_path / "build-job", env=offline(wheels))
+    shutil.copytree(runner.workspace, build.workspace, dirs_exist_ok=True)
+    build.inputs = {"mode": "build"}
+    assert build.run_steps(), build.log
+    assert build.outputs["lambda-python"]["setup"] == "false"
+    assert logged(build, "Set up the Lambda runtime's Python") == "skipped"
+
+
+def load_steps(action: Path) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = yaml.safe_load((action / "action.yml").read_text())["runs"]["steps"]
+    return steps
+
+
 def test_a_changed_lock_or_python_misses_the_cache(action: Path, tmp_path: Path) -> None:
     store = tmp_path / "cache-service"
     first = job(action, tmp_path / "job", cache_store=store)

@@ -1618,7 +1618,11 @@ def test_config_error(tmp_path: Path, case: Bad) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("missing.yml", None, "config file not found; create it (see the README) or pass -c PATH"),
+        (
+            "missing.yml",
+            None,
+            "config file not found; create it (`datasette-lambda init` writes one) or pass -c PATH",
+        ),
         ("", None, "is a directory; pass the config file itself"),
         (CONFIG_NAME, b"stack: caf\xe9\n", "is not UTF-8 text (byte 10); save it as UTF-8"),
     ],
@@ -1706,7 +1710,7 @@ def test_cli_yaml_that_used_to_crash(tmp_path: Path) -> None:
 
 
 def test_cli_missing_config_file(tmp_path: Path) -> None:
-    message = "config file not found; create it (see the README) or pass -c PATH"
+    message = "config file not found; create it (`datasette-lambda init` writes one) or pass -c PATH"
     result = run_cli(tmp_path, "-c", "missing.yml", "--json")
     assert result.returncode == 1
     assert result.stderr == f"Error: missing.yml: {message}\n"

@@ -51,7 +51,7 @@ from datasette_action.package import PackageResult, package
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parent.parent / "docs/deploying.md").read_text(encoding="utf-8")
 LONG_STACK = "A" + "-long-stack-name" * 7 + "-end"  # 128 characters
 # The Service Authorization Reference lists no resource type for these: they need "Resource": "*".
 NO_RESOURCE = {

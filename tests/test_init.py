@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -422,9 +423,16 @@ def test_pk_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert detect("c.csv", "x\n1\n01\n") == (
         None,
-        "none detected: each of the first 1 columns is empty or repeats a value",
+        "none detected: each of the first 1 columns is empty, repeats a value or holds fractional numbers",
     )
     assert detect("d.csv", "x,y\n") == (None, "none detected: the file has no records")
+    # A unique measurement is no key; an identifier's name beats being first.
+    assert detect("m.tsv", "temperature\tstation\tday\n21.5\ta\t1\n19.0\tb\t2\n")[0] == "station"
+    assert detect("n.jsonl", '{"t": 1.5}\n{"t": 2.25}\n')[0] is None
+    assert detect("o.csv", "name,city_id,x\nLyon,7,1\nNantes,9,2\n")[0] == "city_id"
+    assert detect("p.csv", "name,Code\nLyon,LY\nNantes,NA\n")[0] == "Code"
+    assert detect("q.csv", "name,cityId\nLyon,7\nNantes,9\n")[0] == "cityId"
+    assert detect("r.csv", "name,valid\nLyon,1\nNantes,2\n")[0] == "name"  # `valid` is no `id`
     assert detect("e.jsonl", '{"x": 1, "y": [1]}\n{"x": 1.0, "y": [2]}\n')[0] is None
     assert detect("f.jsonl", '{"x": 1}\n{"y": 2}\n')[0] is None
     assert detect("g.csv", "a,b,c,d,e,f\n1,1,1,1,1,1\n1,1,1,1,1,2\n")[0] is None  # f is past PK_COLUMNS
@@ -434,3 +442,21 @@ def test_pk_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "not detected: the file has more than 2 records to check",
     )
     assert detect("i.csv", "x\n1\n2\n")[0] == "x"
+
+
+def test_the_docs_show_inits_real_output_on_the_example_data(tmp_path: Path) -> None:
+    """docs/init.md's "On the example data": the console block is what init prints in a directory
+    `census` holding example/data/ (the directory shown as /home/me/census), and the YAML block is
+    how the config it writes begins."""
+    docs = (ROOT / "docs" / "init.md").read_text(encoding="utf-8").split("## On the example data", 1)[1]
+    console, config = re.findall(r"```(?:console|yaml)\n(.*?)```", docs, flags=re.DOTALL)[:2]
+    root = tmp_path / "census"
+    shutil.copytree(ROOT / "example" / "data", root / "data")
+    code, err = run("--dir", str(root))
+    assert code == 0, err
+    assert console.splitlines() == [
+        "$ datasette-lambda init < /dev/null",
+        *err.replace(str(root), "/home/me/census").splitlines(),
+    ]
+    written = (root / "datasette-lambda.yml").read_text(encoding="utf-8").splitlines()
+    assert config.splitlines() == written[: len(config.splitlines())]

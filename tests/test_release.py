@@ -345,3 +345,13 @@ def test_zizmor_pedantic_finds_nothing_in_the_release_workflow() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No findings to report" in done.stdout
+
+
+def test_the_actions_marketplace_name_cannot_be_an_account_name() -> None:
+    """The Marketplace refuses a name that is a GitHub user's or organization's (action.yml cites
+    it); account names are letters, digits and hyphens, so a name with spaces cannot be one, and
+    the tool's own name (a plausible account) is not used."""
+    name = yaml.safe_load((ROOT / "action.yml").read_text())["name"]
+    assert " " in name.strip() and not re.fullmatch(r"[A-Za-z0-9-]+", name)
+    assert name.lower() not in {"datasette-lambda", "datasette", "datasette-lambda-action"}
+    assert "Datasette" in name and "Lambda" in name  # what a search for it would use

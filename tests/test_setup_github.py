@@ -236,7 +236,7 @@ def test_create_update_and_destroy(project: Path, fake_gh: Callable[[int], Path]
     assert providers() == [provider]
     assert result["stack"] == "example-datasette-github"
     assert result["provider_arn"] == provider and result["provider_reused"] is False
-    assert result["changed"] is True
+    assert result["changed"] is True and result["created"] is True
     assert result["gh_commands"] == []
     assert gh_log.read_text() == "auth status\n"
     assert result["variables"] == {
@@ -245,6 +245,7 @@ def test_create_update_and_destroy(project: Path, fake_gh: Callable[[int], Path]
         "AWS_REGION": "us-east-1",
     }
     assert f"AWS_DEPLOY_ROLE_ARN={result['deploy_role_arn']}" in done.stderr
+    assert "account " + account + "): created" in done.stderr
     # The trust: GitHub's provider, the audience and the exact subjects.
     assert trust_conditions(result["deploy_role_arn"]) == (
         provider,
@@ -266,7 +267,8 @@ def test_create_update_and_destroy(project: Path, fake_gh: Callable[[int], Path]
     again = run(project)
     assert again.exit_code == 0, again.output
     second = json.loads(again.stdout)
-    assert second["changed"] is False
+    assert second["changed"] is False and second["created"] is False
+    assert "): up to date" in again.stderr
     assert second["provider_reused"] is False  # the stack's own provider stays in it
     assert second["gh_commands"] == [
         f"gh variable set AWS_DEPLOY_ROLE_ARN --repo {REPO} --body {result['deploy_role_arn']}",
@@ -281,6 +283,7 @@ def test_create_update_and_destroy(project: Path, fake_gh: Callable[[int], Path]
     assert changed.exit_code == 0, changed.output
     third = json.loads(changed.stdout)
     assert third["changed"] is True and third["deploy_role_arn"] == result["deploy_role_arn"]
+    assert third["created"] is False
     new_policy = iam.deployer_policy(load_config(project), target).document
     assert new_policy != iam.deployer_policy(config, target).document
     assert attached_document(third["deploy_role_arn"]) == new_policy
