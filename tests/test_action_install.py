@@ -190,13 +190,37 @@ def test_the_configs_lambda_python_is_set_up_and_named_on_path_for_the_engine(
     assert found.name == f"python{runtime}"
     assert found.resolve() == set_up.resolve()
 
+    # A runtime Python that cannot be set up (none here: the emulated setup-python fails): the
+    # run goes on without it, and the engine's lookup finds none (it then warns, and ships no .pyc).
+    missing = next((v for v in ("3.14", "3.13", "3.12") if v != engine and not find_interpreter(v)), None)
+    if missing is not None:
+        lacking = same_job(runner, tmp_path / "lacking-workspace")
+        config_file = lacking.workspace / "datasette-lambda.yml"
+        config_file.write_text(config_file.read_text().replace(f"'{runtime}'", f"'{missing}'"))
+        lacking.inputs = {"mode": "plan"}
+        assert lacking.run_steps(), lacking.log
+        assert lacking.outputs["lambda-python"] == {"python": missing, "setup": "true"}
+        assert lacking.outputs["runtime-python"] == {}
+        lookup = f"from datasette_action.pyc import find_interpreter; print(find_interpreter('{missing}'))"
+        engine_line_missing = engine_line.removesuffix("-m datasette_action.action") + f'-c "{lookup}"'
+        lacking.env = {**lacking.env, "PATH": "/usr/bin:/bin", "PYENV_ROOT": str(tmp_path / "no-pyenv")}
+        assert lacking.shell({**run, "run": f"{script}\n{engine_line_missing}"}) is not None, lacking.log[-1]
+        assert lacking.log[-1][1].strip() == "None"
+
     # The same config built only: no second Python.
-    build = job(action, tmp_path / "build-job", env=offline(wheels))
-    shutil.copytree(runner.workspace, build.workspace, dirs_exist_ok=True)
+    build = same_job(runner, tmp_path / "build-workspace")
     build.inputs = {"mode": "build"}
     assert build.run_steps(), build.log
     assert build.outputs["lambda-python"]["setup"] == "false"
     assert logged(build, "Set up the Lambda runtime's Python") == "skipped"
+
+
+def same_job(runner: Any, workspace: Path) -> Any:
+    """The action used again in `runner`'s job (its environment is installed), on a copy of its
+    workspace."""
+    shutil.copytree(runner.workspace, workspace)
+    env = {name: value for name, value in runner.env.items() if name not in ("PATH", "PYENV_ROOT")}
+    return emulation.Runner(runner.action_path, runner.temp, workspace, env=env)
 
 
 def load_steps(action: Path) -> list[dict[str, Any]]:
