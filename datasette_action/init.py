@@ -497,7 +497,7 @@ def workflow_text(example: str, name: str, options: Options, *, fetch_script: bo
         1,
     )
     text = text.replace("org/datasette-lambda-action@<sha>", f"{ACTION_REPOSITORY}@<sha>")
-    text = _replace(text, "aws-region: us-east-1", f"aws-region: {options.region}", 1)
+    text = _replace(text, "vars.AWS_REGION || 'us-east-1'", f"vars.AWS_REGION || '{options.region}'", 1)
     text = _replace(text, "config: datasette-lambda.yml", f"config: {DEFAULT_CONFIG_NAME}", 1)
     if name == "publish.yml":
         text = _replace(text, "group: deploy-my-data", f"group: deploy-{options.stack}", 1)
@@ -662,7 +662,7 @@ jobs:
       - uses: aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06c # v6.2.3
         with:
           role-to-assume: ${{ vars.AWS_DEPLOY_ROLE_ARN }}
-          aws-region: us-east-1
+          aws-region: ${{ vars.AWS_REGION || 'us-east-1' }} # the variable setup-github prints
       - name: Build, package and deploy (nothing when nothing changed)
         id: site
         # Pin the commit of the release you use, e.g. org/datasette-lambda-action@<sha> # v1.2.3
@@ -726,7 +726,7 @@ jobs:
         uses: aws-actions/configure-aws-credentials@e6de054238d6b7531b4efff3b6587d9aade6a06c # v6.2.3
         with:
           role-to-assume: ${{ vars.AWS_PLAN_ROLE_ARN }}
-          aws-region: us-east-1
+          aws-region: ${{ vars.AWS_REGION || 'us-east-1' }} # the variable setup-github prints
       - name: Plan
         id: plan
         uses: org/datasette-lambda-action@v1 # zizmor: ignore[unpinned-uses] (placeholder: pin a release's commit SHA)

@@ -428,8 +428,7 @@ def setup_text(result: SetupResult, commands: tuple[str, ...]) -> str:
         "",
         f"Set these repository variables in {result.trust.repo} (Settings > Secrets and variables > Actions > Variables):",
         *(f"  {name}={value}" for name, value in result.variables.items()),
-        f"  (the example workflows name the region in `aws-region:`; use {result.region} there, or"
-        f" ${{{{ vars.{REGION_VARIABLE} }}}})",
+        f"  (the workflows init writes read ${{{{ vars.{REGION_VARIABLE} }}}} for `aws-region:`)",
     ]
     if result.trust.branch is not None:
         lines.append(

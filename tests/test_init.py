@@ -281,7 +281,10 @@ def test_the_workflows_pass_githubs_schema_and_zizmor(example: Path) -> None:
     }
     assert set(publish[True]) == {"push", "workflow_dispatch"}  # YAML 1.1 reads `on` as true
     assert publish["concurrency"]["group"] == "deploy-my-stack"
-    assert "aws-region: eu-west-1" in (committed / ".github/workflows/publish.yml").read_text()
+    assert (
+        "aws-region: ${{ vars.AWS_REGION || 'eu-west-1' }}"
+        in (committed / ".github/workflows/publish.yml").read_text()
+    )
     fetched_publish = yaml.safe_load((fetched / ".github/workflows/publish.yml").read_text())
     assert set(fetched_publish[True]) == {"push", "schedule", "workflow_dispatch"}
     assert "run: python scripts/fetch_data.py" in (fetched / ".github/workflows/pr-plan.yml").read_text()
