@@ -302,14 +302,15 @@ def detect_pk(path: Path, display: str) -> tuple[str | None, str]:
 
 # Names that say "identifier" (`id`, `city_id`, `ISBN`, `code`...), preferred over a column that
 # happens to be unique in the data as it is now (a `name`, a date) and may not stay so.
-_KEY_NAME = re.compile(r"(^|[_\W])(id|key|code|slug|uuid|guid|isbn|iso|sku|ref)$|[a-z]Id$|ID$")
+_KEY_WORD = re.compile(r"(^|[_\W])(id|key|code|slug|uuid|guid|isbn|iso|sku|ref)$")  # of the lowercased name
+_CAMEL_ID = re.compile(r"[a-z]Id$|ID$")  # `cityId`, `CityID`
 
 
 def _key_rank(column: str) -> int:
     """0 for `id`, 1 for another identifier-like name, 2 for the rest."""
     if column.lower() == "id":
         return 0
-    return 1 if _KEY_NAME.search(column) or _KEY_NAME.search(column.lower()) else 2
+    return 1 if _KEY_WORD.search(column.lower()) or _CAMEL_ID.search(column) else 2
 
 
 def _fractional(value: Any) -> bool:
